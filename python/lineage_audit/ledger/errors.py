@@ -1,0 +1,85 @@
+"""Exception hierarchy of the ledger package.
+
+Every error raised on purpose by ``lineage_audit.ledger`` derives from :class:`LedgerError`;
+messages name the offending field (or file) and value.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppendError",
+    "CheckpointConflict",
+    "CheckpointError",
+    "ConsistencyError",
+    "FormatError",
+    "KeyFileError",
+    "KeyMismatchError",
+    "LedgerError",
+    "ProofError",
+    "SignatureError",
+    "StoreError",
+]
+
+
+def describe(value: object, limit: int = 80) -> str:
+    """A short ``repr`` of ``value`` for error messages (long values are elided)."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+class LedgerError(Exception):
+    """Base class of every ledger error."""
+
+
+class FormatError(LedgerError, ValueError):
+    """Input that does not match a format of docs/formats.md.
+
+    ``field`` names the offending field (dotted path), ``value`` the value found.
+    """
+
+    def __init__(self, field: str, problem: str, value: object = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.value = value
+        detail = f"{field}: {problem}"
+        if value is not None:
+            detail += f" (got {describe(value)})"
+        super().__init__(detail)
+
+
+class KeyFileError(LedgerError):
+    """A key file or key directory that cannot be used (missing, malformed, wrong type)."""
+
+
+class KeyMismatchError(LedgerError):
+    """Signing keys that are not the keys this ledger was created with."""
+
+
+class SignatureError(LedgerError):
+    """A signature that is missing or does not verify."""
+
+
+class StoreError(LedgerError):
+    """The storage backend failed (I/O, locking, read-only database, corrupt schema)."""
+
+
+class AppendError(StoreError):
+    """An entry could not be appended; nothing was written."""
+
+
+class CheckpointConflict(StoreError):
+    """Another writer stored a checkpoint between our check and our insert; retry."""
+
+
+class ProofError(LedgerError):
+    """A proof was requested for sizes or indices the tree cannot prove."""
+
+
+class CheckpointError(LedgerError):
+    """A checkpoint cannot be signed, found or parsed."""
+
+
+class ConsistencyError(CheckpointError):
+    """Signing would produce a checkpoint inconsistent with one already signed."""
