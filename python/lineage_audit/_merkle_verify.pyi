@@ -44,3 +44,70 @@ def verify_tlog_proof(text: str, keys_json: bytes) -> Verdict:
 
 def verify_bundle(bundle: bytes, keys_json: bytes | None = None) -> Verdict:
     """Evidence bundle; without keys_json the bundle's own keys are used (keys_pinned False)."""
+
+# --- merkle (tree, leaf, chain) ---
+# Tree/leaf/chain half of lineage_audit._merkle_verify (rust/merkle_verify/src/python/merkle.rs).
+# Hashes are 32-byte `bytes`; any other length raises ValueError naming the argument.
+# verify_* return False for proofs that do not verify. Large inputs run with the GIL released.
+
+def leaf_hash(leaf_input: bytes) -> bytes:
+    """RFC 9162 leaf hash SHA-256(0x00 || leaf_input) of any byte string."""
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """Interior node hash SHA-256(0x01 || left || right)."""
+
+def empty_root() -> bytes:
+    """Root of the empty tree, SHA-256("")."""
+
+def root(leaf_hashes: list[bytes]) -> bytes:
+    """Merkle tree hash over leaf hashes (empty list: empty_root())."""
+
+def inclusion_proof(leaf_hashes: list[bytes], index: int) -> list[bytes]:
+    """Audit path for `index`, bottom-up; ValueError if index >= len(leaf_hashes)."""
+
+def consistency_proof(leaf_hashes: list[bytes], old_size: int) -> list[bytes]:
+    """RFC 9162 consistency proof; ValueError unless 0 < old_size <= len(leaf_hashes)."""
+
+def verify_inclusion(
+    leaf_hash: bytes, index: int, tree_size: int, proof: list[bytes] | None, root: bytes
+) -> bool:
+    """True when leaf_hash is at `index` in the tree (tree_size, root)."""
+
+def verify_consistency(
+    old_size: int, new_size: int, proof: list[bytes] | None, old_root: bytes, new_root: bytes
+) -> bool:
+    """True when (new_size, new_root) extends (old_size, old_root); old_size 0 is False."""
+
+def verify_inclusion_batch(
+    leaf_hashes: list[bytes],
+    indices: list[int],
+    tree_size: int,
+    proofs: list[list[bytes]],
+    root: bytes,
+) -> list[bool]:
+    """One verdict per item, verified in parallel; ValueError if the lists differ in length."""
+
+def verify_chain(
+    leaf_inputs: list[bytes], first_seq: int = 0, prev_leaf_hash: bytes | None = None
+) -> tuple[bool, int | None, str | None]:
+    """Hash-chain check (parallel): (True, None, None) or (False, first bad seq, reason).
+
+    leaf_inputs[0] has seq first_seq and links to prev_leaf_hash (zeros when None)."""
+
+def build_leaf_input(
+    seq: int,
+    prev_leaf_hash: bytes,
+    payload_type: str,
+    payload: bytes,
+    ecdsa_sig: bytes,
+    mldsa_sig: bytes,
+) -> bytes:
+    """The 158-byte leaf input of docs/formats.md §3."""
+
+def parse_leaf_input(leaf_input: bytes) -> dict[str, int | bytes]:
+    """Keys: seq, prev_leaf_hash, pae_hash, ecdsa_sig_hash, mldsa_sig_hash, leaf_hash.
+
+    ValueError if the length is not 158 or the prefix is wrong."""
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE PAE: b"DSSEv1 <len(type)> <type> <len(payload)> " + payload."""

@@ -18,7 +18,7 @@ from .ledger.errors import LedgerError
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
-COMMAND_MODULES: tuple[str, ...] = ("lineage_audit.ledger.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("lineage_audit.ledger.cli", "lineage_audit.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -309,9 +309,8 @@ fn parse_entries(values: Vec<Value>) -> Result<Vec<BundleEntry>, Failure> {
 }
 
 fn parse_entry(index: usize, value: Value) -> Result<BundleEntry, Failure> {
-    let seq = value.get("seq").and_then(Value::as_u64);
-    let fail =
-        |what: String| Failure::new(Reason::Malformed, seq, format!("entries[{index}]: {what}"));
+    // Step 0 is document-level: `seq` stays null and the message names the entry.
+    let fail = |what: String| Failure::malformed(format!("entries[{index}]: {what}"));
     let json = EntryJson::deserialize(value).map_err(|e| fail(e.to_string()))?;
     let raw_leaf = B64
         .decode(&json.leaf_input)

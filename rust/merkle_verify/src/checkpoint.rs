@@ -114,9 +114,11 @@ fn parse_signature_line(line: &str) -> Result<NoteSignature, CheckpointError> {
     let raw = B64
         .decode(b64)
         .map_err(|_| bad("signature is not standard padded base64"))?;
+    // A key id followed by an empty signature is as malformed as a short key id.
     let (id, sig) = raw
         .split_first_chunk::<4>()
-        .ok_or_else(|| bad("signature shorter than a key id"))?;
+        .filter(|(_, sig)| !sig.is_empty())
+        .ok_or_else(|| bad("shorter than a key id plus a signature"))?;
     Ok(NoteSignature {
         name: name.to_owned(),
         key_id: u32::from_be_bytes(*id),
@@ -289,6 +291,7 @@ mod tests {
         for sigs in [
             "",
             "\u{2014} o AQID\n",
+            "\u{2014} o AQIDBA==\n",
             "- o AQIDBAU=\n",
             "\u{2014} o AQIDBAU=",
             "\u{2014} o+x AQIDBAU=\n",

@@ -22,10 +22,11 @@ pub struct Envelope {
     pub signatures: Vec<EnvelopeSignature>,
 }
 
-/// One DSSE signature (`keyid` is optional in DSSE; ours always carry one).
+/// One DSSE signature. DSSE makes `keyid` optional, but the ledger's policy selects by
+/// key id, so here it is required (a signature without one is malformed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvelopeSignature {
-    pub keyid: Option<String>,
+    pub keyid: String,
     pub sig: Vec<u8>,
 }
 
@@ -39,8 +40,7 @@ struct EnvelopeJson {
 
 #[derive(Deserialize)]
 struct SignatureJson {
-    #[serde(default)]
-    keyid: Option<String>,
+    keyid: String,
     sig: String,
 }
 
@@ -117,7 +117,7 @@ impl Envelope {
     fn find(&self, keyid: &str) -> Option<&[u8]> {
         self.signatures
             .iter()
-            .find(|s| s.keyid.as_deref() == Some(keyid))
+            .find(|s| s.keyid == keyid)
             .map(|s| s.sig.as_slice())
     }
 
@@ -191,15 +191,20 @@ mod tests {
     }
 
     #[test]
-    fn parse_keeps_optional_keyid() {
+    fn parse_decodes_and_ignores_unknown_members() {
         let env = Envelope::from_json(
-            br#"{"payloadType":"t","payload":"aGk=","signatures":[{"sig":"AA=="}],"x":1}"#,
+            br#"{"payloadType":"t","payload":"aGk=","signatures":[{"keyid":"k","sig":"AA=="}],"x":1}"#,
         );
         let Ok(env) = env else {
             panic!("valid envelope")
         };
         assert_eq!(env.payload, b"hi");
-        assert_eq!(env.signatures[0].keyid, None);
+        assert_eq!(env.signatures[0].keyid, "k");
         assert_eq!(env.signatures[0].sig, vec![0u8]);
+        let no_keyid = br#"{"payloadType":"t","payload":"","signatures":[{"sig":"AA=="}]}"#;
+        assert!(matches!(
+            Envelope::from_json(no_keyid),
+            Err(EnvelopeError::Malformed(_))
+        ));
     }
 }

@@ -102,10 +102,10 @@ pub fn root(leaves: &[Hash]) -> Hash {
     acc
 }
 
-/// Largest power of two strictly below `n` (RFC 9162 `k`); `n` must be at least 2.
+/// Largest power of two strictly below `n` (RFC 9162 `k`) for `n >= 2`; 1 otherwise, so
+/// it never overflows a shift.
 fn split_point(n: u64) -> u64 {
-    debug_assert!(n >= 2);
-    1u64 << (63 - (n - 1).leading_zeros())
+    1u64 << (63 - (n.max(2) - 1).leading_zeros())
 }
 
 /// `split_point` for in-memory lengths.
@@ -114,9 +114,12 @@ fn split_len(n: usize) -> usize {
     split_point(n as u64) as usize
 }
 
-/// Number of hashes in the inclusion proof of `index` in a tree of `size` (index < size).
-/// Walks the RFC 9162 `PATH` recursion without hashing.
+/// Number of hashes in the inclusion proof of `index` in a tree of `size`; 0 when
+/// `index >= size` (no proof exists). Walks the RFC 9162 `PATH` recursion without hashing.
 pub fn inclusion_proof_len(mut index: u64, mut size: u64) -> usize {
+    if index >= size {
+        return 0;
+    }
     let mut len = 0;
     while size > 1 {
         let k = split_point(size);
@@ -131,10 +134,12 @@ pub fn inclusion_proof_len(mut index: u64, mut size: u64) -> usize {
     len
 }
 
-/// Number of hashes in the consistency proof from `old` to `new` (0 < old <= new).
-/// Walks the RFC 9162 `SUBPROOF` recursion without hashing.
+/// Number of hashes in the consistency proof from `old` to `new`; 0 unless
+/// `0 < old < new`. Walks the RFC 9162 `SUBPROOF` recursion without hashing.
 pub fn consistency_proof_len(mut old: u64, mut new: u64) -> usize {
-    if old == new {
+    // Outside 0 < old < new there is no proof; inside it the loop keeps 0 < old <= new,
+    // so it ends with old == new and `split_point` only ever sees new >= 2.
+    if old == 0 || old >= new {
         return 0;
     }
     let mut len = 0;
@@ -467,6 +472,16 @@ mod tests {
         );
         let a = leaf_hash(b"a");
         assert_ne!(node_hash(&a, &a), leaf_hash(&[a, a].concat()));
+    }
+
+    #[test]
+    fn proof_lengths_are_total() {
+        assert_eq!(inclusion_proof_len(5, 5), 0);
+        assert_eq!(inclusion_proof_len(u64::MAX, 0), 0);
+        assert_eq!(inclusion_proof_len(0, u64::MAX), 64);
+        assert_eq!(consistency_proof_len(0, 9), 0);
+        assert_eq!(consistency_proof_len(9, 3), 0);
+        assert_eq!(consistency_proof_len(1, u64::MAX), 64);
     }
 
     #[test]

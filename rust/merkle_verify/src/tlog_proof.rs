@@ -151,7 +151,8 @@ pub fn verify_to_verdict(text: &str, keys: &PublicKeys) -> Verdict {
         Ok(v) => Verdict {
             valid: true,
             reason: None,
-            seq: Some(v.index),
+            // Like a valid bundle verdict: `seq` only names a failing entry.
+            seq: None,
             message: format!(
                 "leaf seq {} is included in checkpoint {} at tree size {} (the proof carries no envelope: record signatures not checked)",
                 v.index, v.checkpoint.origin, v.checkpoint.size
