@@ -76,7 +76,9 @@ def verify_inclusion(
 def verify_consistency(
     old_size: int, new_size: int, proof: list[bytes] | None, old_root: bytes, new_root: bytes
 ) -> bool:
-    """True when (new_size, new_root) extends (old_size, old_root); old_size 0 is False."""
+    """True when (new_size, new_root) extends (old_size, old_root); old_size 0 is False.
+
+    With equal sizes the roots are compared as bytes, so their length is not checked."""
 
 def verify_inclusion_batch(
     leaf_hashes: list[bytes],

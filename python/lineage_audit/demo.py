@@ -100,9 +100,7 @@ def _tamper_copy(db: Path, out: Path) -> Path:
         (envelope,) = conn.execute("SELECT envelope FROM entries WHERE seq = 5").fetchone()
         doc = json.loads(envelope)
         doc["payload"] = ("A" if doc["payload"][0] != "A" else "B") + doc["payload"][1:]
-        conn.execute(
-            "UPDATE entries SET envelope = ? WHERE seq = 5", (json.dumps(doc).encode(),)
-        )
+        conn.execute("UPDATE entries SET envelope = ? WHERE seq = 5", (json.dumps(doc).encode(),))
         conn.commit()
     finally:
         conn.close()

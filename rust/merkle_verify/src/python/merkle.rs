@@ -203,9 +203,17 @@ fn verify_consistency(
     old_root: &[u8],
     new_root: &[u8],
 ) -> PyResult<bool> {
+    let proof = proof.as_deref().unwrap_or_default();
+    if old_size == new_size {
+        // Equal sizes: the roots are only compared byte for byte, never parsed, as the
+        // conformance suite requires (it has a passing vector with 12-byte roots).
+        let verdict =
+            merkle::verify_consistency_bytes(old_size, new_size, proof, old_root, new_root);
+        return Ok(verdict.is_ok());
+    }
     let old_root = hash_arg("old_root", old_root)?;
     let new_root = hash_arg("new_root", new_root)?;
-    let proof = hash_list("proof", proof.as_deref().unwrap_or_default())?;
+    let proof = hash_list("proof", proof)?;
     Ok(merkle::verify_consistency(old_size, new_size, &proof, &old_root, &new_root).is_ok())
 }
 
