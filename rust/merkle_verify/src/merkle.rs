@@ -330,7 +330,7 @@ fn roots_from_consistency(
     proof: &[Hash],
     old_root: &Hash,
 ) -> Result<(Hash, Hash), MerkleError> {
-    let short = MerkleError::ProofLength {
+    let short = || MerkleError::ProofLength {
         got: proof.len(),
         want: consistency_proof_len(old, new),
     };
@@ -339,7 +339,7 @@ fn roots_from_consistency(
     let seed = if old.is_power_of_two() {
         *old_root
     } else {
-        *path.next().ok_or_else(|| short.clone())?
+        *path.next().ok_or_else(short)?
     };
     let (mut fnode, mut snode) = (old - 1, new - 1);
     while fnode & 1 == 1 {
@@ -349,7 +349,7 @@ fn roots_from_consistency(
     let (mut fr, mut sr) = (seed, seed);
     for c in path {
         if snode == 0 {
-            return Err(short);
+            return Err(short());
         }
         if fnode & 1 == 1 || fnode == snode {
             fr = node_hash(c, &fr);
@@ -365,7 +365,7 @@ fn roots_from_consistency(
         snode >>= 1;
     }
     if snode != 0 {
-        return Err(short);
+        return Err(short());
     }
     Ok((fr, sr))
 }

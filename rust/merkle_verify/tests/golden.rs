@@ -43,11 +43,22 @@ fn every_golden_file_gets_its_expected_verdict() {
             case["reason"].as_str().map(str::to_owned),
             case["seq"].as_u64(),
         );
-        let have = (got.valid, got.reason.map(|r| r.as_str().to_owned()), got.seq);
+        let have = (
+            got.valid,
+            got.reason.map(|r| r.as_str().to_owned()),
+            got.seq,
+        );
         if have != want {
-            failures.push(format!("{file} (keys {pubkeys:?}): want {want:?}, got {have:?}: {}", got.message));
+            failures.push(format!(
+                "{file} (keys {pubkeys:?}): want {want:?}, got {have:?}: {}",
+                got.message
+            ));
         }
         assert_eq!(got.keys_pinned, pubkeys.is_some(), "{file}: keys_pinned");
     }
-    assert!(failures.is_empty(), "golden mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
 }
