@@ -8,7 +8,7 @@ PIP    := $(VENV)/bin/pip
 CARGO  ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup demo test test-rust test-python lint bench clean
+.PHONY: setup tools demo test test-rust test-python lint bench clean
 
 $(VENV)/.ready: pyproject.toml Cargo.toml rust/merkle_verify/Cargo.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,17 @@ $(VENV)/.ready: pyproject.toml Cargo.toml rust/merkle_verify/Cargo.toml
 	touch $@
 
 # Re-runs the (incremental) extension build on every call so Rust edits are picked up.
-setup: $(VENV)/.ready
+setup: $(VENV)/.ready tools
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found (install Rust with rustup)"; exit 2; }
 	$(VENV)/bin/maturin develop --release --quiet
 	$(CARGO) build --release --quiet --bin merkle-verify
+
+# System tools the tests use for real: the sqlite3 CLI (tamper tests). Debian package.
+tools:
+	@command -v sqlite3 >/dev/null || { \
+	  echo "installing sqlite3 from Debian (the tamper tests use the real CLI)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null; } \
+	  || { echo "error: the sqlite3 command-line tool is missing; install it (apt-get install sqlite3)"; exit 2; }
 
 demo: setup
 	$(VENV)/bin/lineage-audit demo

@@ -129,32 +129,6 @@ def _b(text: str | None) -> bytes:
     return base64.b64decode(text) if text else b""
 
 
-def test_conformance_inclusion_vectors(helpers) -> None:
-    files = sorted((helpers.conformance / "merkle" / "inclusion").rglob("*.json"))
-    if not files:
-        pytest.skip("shared/conformance/merkle not available")
-    for path in files:
-        case = _load(path)
-        ok = verify_inclusion(
-            case["leafIdx"], case["treeSize"], _b(case["leafHash"]),
-            [_b(p) for p in case["proof"] or []], _b(case["root"]),
-        )  # fmt: skip
-        assert ok == (not case["wantErr"]), path
-
-
-def test_conformance_consistency_vectors(helpers) -> None:
-    files = sorted((helpers.conformance / "merkle" / "consistency").rglob("*.json"))
-    if not files:
-        pytest.skip("shared/conformance/merkle not available")
-    for path in files:
-        case = _load(path)
-        ok = verify_consistency(
-            case["size1"], case["size2"], [_b(p) for p in case["proof"] or []],
-            _b(case["root1"]), _b(case["root2"]),
-        )  # fmt: skip
-        assert ok == (not case["wantErr"]), path
-
-
 def test_text_forms(ledger, helpers) -> None:
     helpers.fill(ledger, 9)
     ledger.checkpoint()

@@ -6,18 +6,35 @@ the first bad seq and why (exit 1).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from lineage_audit.ledger import ConsistencyError, Ledger, verify_ledger
+from lineage_audit.ledger import ConsistencyError, Ledger
+from lineage_audit.ledger import verify_ledger as _verify_ledger
 from lineage_audit.ledger.checkpoint import sign_checkpoint
 from lineage_audit.ledger.records import make_record
 
 SQLITE3 = shutil.which("sqlite3")
-pytestmark = pytest.mark.skipif(SQLITE3 is None, reason="the sqlite3 command-line tool is needed")
+if SQLITE3 is None:  # `make setup` installs it; never skip the tamper tests silently
+    raise RuntimeError("the sqlite3 command-line tool is needed (apt-get install sqlite3)")
+ENGINE = "auto"
+verify_ledger = _verify_ledger
+
+
+@pytest.fixture(autouse=True, params=["rust", "python"])
+def engine(request, monkeypatch) -> str:
+    """Every tamper case runs against both signature engines of `ledger verify`."""
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "ENGINE", request.param)
+    monkeypatch.setattr(
+        module, "verify_ledger", functools.partial(_verify_ledger, engine=request.param)
+    )
+    return request.param
 
 
 def sql(db: Path, script: str) -> subprocess.CompletedProcess[str]:
@@ -36,7 +53,7 @@ def filled(ledger: Ledger, db_path: Path, helpers) -> Path:
 
 
 def verify_cli(run_cli, db: Path, pubkeys: Path) -> tuple[int, str]:
-    result = run_cli("ledger", "verify", "--db", db, "--pubkeys", pubkeys)
+    result = run_cli("ledger", "verify", "--db", db, "--pubkeys", pubkeys, "--engine", ENGINE)
     assert "Traceback" not in result.stderr
     return result.returncode, result.stdout.strip()
 

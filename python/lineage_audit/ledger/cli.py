@@ -87,7 +87,7 @@ def _ledger_checkpoint(args: argparse.Namespace) -> int:
 def _ledger_verify(args: argparse.Namespace) -> int:
     from .verify_db import verify_ledger
 
-    report = verify_ledger(args.db, args.pubkeys)
+    report = verify_ledger(args.db, args.pubkeys, engine=args.engine)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -233,6 +233,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _db(verify)
     verify.add_argument("--pubkeys", required=True, metavar="FILE", help="trusted public-keys JSON")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument(
+        "--engine",
+        choices=("auto", "rust", "python"),
+        default="auto",
+        help="who verifies the signatures: the Rust extension in parallel, the independent "
+        "pure-Python verifier, or auto (Rust when built; default)",
+    )
     verify.set_defaults(func=_ledger_verify)
 
     checkpoint = sub.add_parser("checkpoint", help="sign a checkpoint of the current tree")

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
 from . import _vcore as v
 from .errors import FormatError, StoreError
 
@@ -39,6 +41,7 @@ __all__ = [
     "check_checkpoints",
     "check_envelopes",
     "check_tree",
+    "resolve_engine",
     "verify_ledger",
 ]
 
@@ -124,7 +127,8 @@ def _first(findings: Iterable[Finding | None]) -> Finding | None:
 # --- pass 1: entries ------------------------------------------------------------------------
 
 
-def _check_one(row: EntryRow, keys: v.TrustedKeys) -> Finding | None:
+def _check_one(row: EntryRow, keys: v.TrustedKeys, signatures_verified: bool) -> Finding | None:
+    """All per-entry checks; the signature maths is skipped if the Rust pass already did it."""
     seq = row.seq
     try:
         env = json.loads(row.envelope)
@@ -151,10 +155,11 @@ def _check_one(row: EntryRow, keys: v.TrustedKeys) -> Finding | None:
     if mldsa_sig is None:
         return Finding("signature_missing", seq, f"no signature with keyid {keys.record_mldsa_id}")
     message = v.pae(payload_type, payload)
-    if not v.ecdsa_ok(keys.record_ecdsa, ecdsa_sig, message):
-        return Finding("envelope_signature", seq, "ECDSA P-256 signature does not verify")
-    if not v.mldsa_ok(keys.record_mldsa, mldsa_sig, message):
-        return Finding("envelope_signature", seq, "ML-DSA-65 signature does not verify")
+    if not signatures_verified:
+        if not v.ecdsa_ok(keys.record_ecdsa, ecdsa_sig, message):
+            return Finding("envelope_signature", seq, "ECDSA P-256 signature does not verify")
+        if not v.mldsa_ok(keys.record_mldsa, mldsa_sig, message):
+            return Finding("envelope_signature", seq, "ML-DSA-65 signature does not verify")
     leaf = v.parse_leaf(row.leaf_input)
     sha = hashlib.sha256
     if leaf is None:
@@ -183,13 +188,59 @@ def _check_one(row: EntryRow, keys: v.TrustedKeys) -> Finding | None:
     return None
 
 
-def check_envelopes(rows: Sequence[EntryRow], keys: v.TrustedKeys) -> Finding | None:
-    """Per-entry checks; the finding of the lowest seq (None if all pass)."""
-    for row in rows:
-        finding = _check_one(row, keys)
+def check_envelopes(
+    rows: Sequence[EntryRow], keys: v.TrustedKeys, engine: str = "python"
+) -> Finding | None:
+    """Per-entry checks; the finding of the lowest seq (None if all pass).
+
+    With ``engine="rust"`` the two signatures of every envelope are verified in parallel by
+    the Rust extension first (the expensive part); the remaining checks run here.
+    """
+    rust = _rust_signature_findings(rows, keys) if engine == "rust" else None
+    for i, row in enumerate(rows):
+        finding = rust[i] if rust is not None else None
+        if finding is None:
+            finding = _check_one(row, keys, signatures_verified=rust is not None)
         if finding is not None:
             return finding
     return None
+
+
+_RUST_REASONS = {"malformed": "envelope_malformed"}
+
+
+def _rust_signature_findings(rows: Sequence[EntryRow], keys: v.TrustedKeys) -> list[Finding | None]:
+    from .. import _merkle_verify as ext
+
+    spki = keys.record_ecdsa.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    results = ext.verify_envelopes(
+        [row.envelope for row in rows], spki, keys.record_mldsa.public_bytes_raw()
+    )
+    findings: list[Finding | None] = []
+    for row, error in zip(rows, results, strict=True):
+        if error is None:
+            findings.append(None)
+            continue
+        reason, _, message = error.partition(": ")
+        findings.append(Finding(_RUST_REASONS.get(reason, reason), row.seq, message))
+    return findings
+
+
+def resolve_engine(engine: str) -> str:
+    """``auto`` means the Rust extension when it is built, else pure Python."""
+    if engine not in ("auto", "rust", "python"):
+        raise FormatError("engine", "expected auto, rust or python", engine)
+    if engine == "python":
+        return engine
+    try:
+        from .. import _merkle_verify  # noqa: F401
+    except ImportError:
+        if engine == "rust":
+            raise StoreError("engine rust: the extension is not built (run `make setup`)") from None
+        return "python"
+    return "rust"
 
 
 def check_chain(
@@ -414,12 +465,17 @@ def _open(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def verify_ledger(db_path: str | os.PathLike[str], public_keys: object) -> LedgerReport:
+def verify_ledger(
+    db_path: str | os.PathLike[str], public_keys: object, engine: str = "auto"
+) -> LedgerReport:
     """Audit a whole ledger database against trusted ``public_keys``.
 
     ``public_keys`` is a public-keys file path, the parsed object, or a ``PublicKeys``.
-    Raises :class:`~.errors.LedgerError` for unusable input (bad keys, not a ledger).
+    ``engine`` picks who verifies the signatures: ``rust`` (parallel, the extension),
+    ``python`` (the independent pure-Python path) or ``auto``. Raises
+    :class:`~.errors.LedgerError` for unusable input (bad keys, not a ledger).
     """
+    engine = resolve_engine(engine)
     keys = _trusted(public_keys)
     path = Path(db_path)
     conn = _open(path)
@@ -451,7 +507,7 @@ def verify_ledger(db_path: str | os.PathLike[str], public_keys: object) -> Ledge
         expected, prev = 0, bytes(32)
         for batch in _rows(conn):
             chain, next_expected, next_prev = check_chain(batch, expected, prev)
-            finding = _first([check_envelopes(batch, keys), chain])
+            finding = _first([check_envelopes(batch, keys, engine), chain])
             if finding is not None:
                 return report(finding, expected)
             expected, prev = next_expected, next_prev
