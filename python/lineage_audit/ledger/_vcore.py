@@ -321,11 +321,11 @@ class Note:
 
 
 def parse_note(note: str) -> Note:
-    """Parse a checkpoint note (three body lines, then signature lines)."""
+    """Parse a checkpoint note (origin, size, root, optional extension lines; signatures)."""
     raw = note.encode("utf-8", "surrogatepass")
     if len(raw) > NOTE_MAX_BYTES:
         raise NoteError(f"note is {len(raw)} bytes, above the {NOTE_MAX_BYTES}-byte cap")
-    if any(ch != "\n" and (ord(ch) < 0x20 or ord(ch) == 0x7F) for ch in note):
+    if any(ch != "\n" and ord(ch) < 0x20 for ch in note):  # signed-note: below U+0020
         raise NoteError("note contains a control character")
     if not note.endswith("\n"):
         raise NoteError("note does not end with a newline")
@@ -334,9 +334,12 @@ def parse_note(note: str) -> Note:
         raise NoteError("note has no blank line before its signatures")
     body, sigs = note[: cut + 1], note[cut + 2 :]
     lines = body.split("\n")[:-1]
-    if len(lines) != 3:
-        raise NoteError(f"note text has {len(lines)} lines, expected 3 (origin, size, root)")
-    origin, size_text, root_text = lines
+    if len(lines) < 3:
+        raise NoteError(f"note text has {len(lines)} lines, expected origin, size, root")
+    # tlog-checkpoint allows extension lines after the root; ours has none, others may.
+    origin, size_text, root_text, *extensions = lines
+    if any(not line for line in extensions):
+        raise NoteError("empty extension line in the note text")
     if not origin:
         raise NoteError("empty origin line")
     if not (size_text.isascii() and size_text.isdigit()) or (
