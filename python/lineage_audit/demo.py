@@ -74,7 +74,9 @@ def _rust_verdict(bundle_path: Path, pub_path: Path) -> str:
     except ImportError:
         return "skipped (extension not built: run `make setup`)"
     verdict = _merkle_verify.verify_bundle(bundle_path.read_bytes(), pub_path.read_bytes())
-    return "VALID" if verdict["valid"] else f"INVALID {verdict['reason']} seq={verdict['seq']}"
+    if verdict["valid"]:
+        return f"VALID {verdict['message']}"
+    return f"INVALID {verdict['reason']} seq={verdict['seq']}: {verdict['message']}"
 
 
 def _cli_verdict(path: Path, pub_path: Path) -> str:
@@ -145,17 +147,24 @@ def run(args: argparse.Namespace) -> int:
 
     public = keyring.public_keys()
     print("verification (three independent verifiers):")
-    _say("ledger (pure Python)", verify_ledger(db, public).line())
-    _say("bundle (pure Python)", verify_bundle(bundle, public).line())
-    _say("bundle (Rust extension)", _rust_verdict(bundle_path, pub_path))
-    _say("bundle (merkle-verify)", _cli_verdict(bundle_path, pub_path))
-    _say("tlog-proof (merkle-verify)", _cli_verdict(proof_path, pub_path))
+    verdicts = {
+        "ledger (pure Python)": verify_ledger(db, public, engine="python").line(),
+        "ledger (Rust engine)": verify_ledger(db, public, engine="auto").line(),
+        "bundle (pure Python)": verify_bundle(bundle, public).line(),
+        "bundle (Rust extension)": _rust_verdict(bundle_path, pub_path),
+        "bundle (merkle-verify)": _cli_verdict(bundle_path, pub_path),
+        "tlog-proof (merkle-verify)": _cli_verdict(proof_path, pub_path),
+    }
+    for step, verdict in verdicts.items():
+        _say(step, verdict)
+    all_valid = all("VALID" in v and "INVALID" not in v for v in verdicts.values())
 
     print("tamper: one payload byte changed at seq 5 in a copy of the database")
     report = verify_ledger(_tamper_copy(db, out), public)
     _say("ledger verify on the copy", report.line())
-    ok = not report.valid and report.seq == 5
-    print("demo finished: " + ("all verifiers agree" if ok else "UNEXPECTED RESULT"))
+    caught = not report.valid and report.seq == 5
+    ok = all_valid and caught
+    print("demo finished: " + ("every verifier agrees" if ok else "UNEXPECTED RESULT (see above)"))
     return 0 if ok else 1
 
 
