@@ -20,7 +20,7 @@ $(VENV)/.ready: pyproject.toml Cargo.toml rust/merkle_verify/Cargo.toml
 # Re-runs the (incremental) extension build on every call so Rust edits are picked up.
 setup: $(VENV)/.ready tools
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found (install Rust with rustup)"; exit 2; }
-	$(VENV)/bin/maturin develop --release --quiet
+	$(VENV)/bin/maturin develop --release --quiet >/dev/null
 	$(CARGO) build --release --quiet --bin merkle-verify
 
 # System tools the tests use for real: the sqlite3 CLI (tamper tests). Debian package.

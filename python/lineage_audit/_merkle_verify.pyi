@@ -89,12 +89,41 @@ def verify_inclusion_batch(
 ) -> list[bool]:
     """One verdict per item, verified in parallel; ValueError if the lists differ in length."""
 
+def verify_inclusion_batch_packed(
+    leaf_hashes: bytes,
+    indices: list[int],
+    tree_size: int,
+    packed_proofs: bytes,
+    root: bytes,
+) -> list[bool]:
+    """verify_inclusion_batch with packed inputs: leaf_hashes is n x 32 bytes, packed_proofs
+    the proofs concatenated in order, each of inclusion-proof-length(index, tree_size) hashes
+    (none for an index >= tree_size, whose verdict is False).
+
+    ValueError if a buffer is not a multiple of 32 bytes, len(indices) differs from the number
+    of leaf hashes, or packed_proofs is not exactly the total length of those proofs."""
+
+def inclusion_proofs_packed(leaf_hashes: bytes, indices: list[int]) -> bytes:
+    """Inclusion proofs of `indices` in the tree over packed leaf hashes (n x 32 bytes),
+    concatenated in order: the layout verify_inclusion_batch_packed reads. The tree is built
+    once. ValueError if an index is >= n or leaf_hashes is not a multiple of 32 bytes."""
+
+def root_packed(leaf_hashes: bytes) -> bytes:
+    """root() over packed leaf hashes (n x 32 bytes); ValueError if not a multiple of 32."""
+
 def verify_chain(
     leaf_inputs: list[bytes], first_seq: int = 0, prev_leaf_hash: bytes | None = None
 ) -> tuple[bool, int | None, str | None]:
     """Hash-chain check (parallel): (True, None, None) or (False, first bad seq, reason).
 
     leaf_inputs[0] has seq first_seq and links to prev_leaf_hash (zeros when None)."""
+
+def verify_chain_packed(
+    leaf_inputs: bytes, first_seq: int = 0, prev_leaf_hash: bytes | None = None
+) -> tuple[bool, int | None, str | None]:
+    """verify_chain over leaf inputs packed as n x 158 bytes (read in place).
+
+    ValueError if len(leaf_inputs) is not a multiple of 158."""
 
 def build_leaf_input(
     seq: int,

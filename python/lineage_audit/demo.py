@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         _say("exports", f"{bundle_path.name}, {proof_path.name}, tiles/ ({len(tiles.files)} files)")
 
     public = keyring.public_keys()
-    print("verification (three independent verifiers):")
+    print("verification (independent verifiers, keys pinned):")
     verdicts = {
         "ledger (pure Python)": verify_ledger(db, public, engine="python").line(),
         "ledger (Rust engine)": verify_ledger(db, public, engine="auto").line(),

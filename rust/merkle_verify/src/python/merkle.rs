@@ -242,6 +242,76 @@ fn verify_inclusion_batch(
     Ok(verdicts.iter().map(Result::is_ok).collect())
 }
 
+/// [`verify_inclusion_batch`] with packed inputs: `leaf_hashes` is n × 32 bytes and
+/// `packed_proofs` the proofs concatenated (each of `inclusion_proof_len(index, tree_size)`
+/// hashes). Both buffers are read in place, in parallel, without the GIL.
+#[pyfunction]
+fn verify_inclusion_batch_packed(
+    py: Python<'_>,
+    leaf_hashes: &[u8],
+    indices: Vec<u64>,
+    tree_size: u64,
+    packed_proofs: &[u8],
+    root: &[u8],
+) -> PyResult<Vec<bool>> {
+    let root = hash_arg("root", root)?;
+    run(py, packed_proofs.len() / merkle::HASH_LEN, || {
+        batch::verify_inclusion_batch_packed(leaf_hashes, &indices, tree_size, packed_proofs, &root)
+    })
+    .map_err(value_error)
+}
+
+/// Inclusion proofs of `indices` in the tree over packed leaf hashes, concatenated in order
+/// (the tree is built once, in parallel).
+#[pyfunction]
+fn inclusion_proofs_packed<'py>(
+    py: Python<'py>,
+    leaf_hashes: &[u8],
+    indices: Vec<u64>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let proofs = run(py, leaf_hashes.len() / merkle::HASH_LEN, || {
+        let leaves = batch::hashes_from_packed("leaf_hashes", leaf_hashes)?;
+        batch::inclusion_proofs_packed(leaves, &indices)
+    })
+    .map_err(value_error)?;
+    Ok(PyBytes::new(py, &proofs))
+}
+
+/// Merkle tree hash over packed leaf hashes (n × 32 bytes), in parallel.
+#[pyfunction]
+fn root_packed<'py>(py: Python<'py>, leaf_hashes: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let r = run(py, leaf_hashes.len() / merkle::HASH_LEN, || {
+        batch::root_packed(leaf_hashes)
+    })
+    .map_err(value_error)?;
+    Ok(to_bytes(py, &r))
+}
+
+/// [`verify_chain`] over leaf inputs packed as n × 158 bytes (read in place).
+#[pyfunction]
+#[pyo3(signature = (leaf_inputs, first_seq=0, prev_leaf_hash=None))]
+fn verify_chain_packed(
+    py: Python<'_>,
+    leaf_inputs: &[u8],
+    first_seq: u64,
+    prev_leaf_hash: Option<&[u8]>,
+) -> PyResult<(bool, Option<u64>, Option<String>)> {
+    let prev = match prev_leaf_hash {
+        Some(b) => hash_arg("prev_leaf_hash", b)?,
+        None => [0u8; 32],
+    };
+    // Each 158-byte leaf input is three SHA-256 blocks.
+    let work = 3 * (leaf_inputs.len() / leaf::LEAF_INPUT_LEN);
+    let verdict = run(py, work, || {
+        batch::verify_chain_packed(leaf_inputs, first_seq, &prev)
+    })
+    .map_err(value_error)?;
+    Ok(match verdict {
+        Ok(_) => (true, None, None),
+        Err(b) => (false, Some(b.seq), Some(b.reason)),
+    })
+}
+
 /// Hash-chain check, in parallel: `(True, None, None)` or `(False, first_bad_seq, reason)`.
 #[pyfunction]
 #[pyo3(signature = (leaf_inputs, first_seq=0, prev_leaf_hash=None))]
@@ -314,7 +384,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_inclusion, m)?)?;
     m.add_function(wrap_pyfunction!(verify_consistency, m)?)?;
     m.add_function(wrap_pyfunction!(verify_inclusion_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_inclusion_batch_packed, m)?)?;
+    m.add_function(wrap_pyfunction!(inclusion_proofs_packed, m)?)?;
+    m.add_function(wrap_pyfunction!(root_packed, m)?)?;
     m.add_function(wrap_pyfunction!(verify_chain, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_chain_packed, m)?)?;
     m.add_function(wrap_pyfunction!(build_leaf_input, m)?)?;
     m.add_function(wrap_pyfunction!(parse_leaf_input, m)?)?;
     m.add_function(wrap_pyfunction!(pae, m)?)?;
