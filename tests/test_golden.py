@@ -106,3 +106,25 @@ def test_cli_one_line_names_reason_and_seq():
     assert done.returncode == 1
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("INVALID envelope_signature seq=5:"), lines
+
+
+@pytest.mark.parametrize("name", ["valid-range.bundle.json", "valid.tlog-proof"])
+def test_cli_never_panics_on_truncated_or_garbled_input(name: str, tmp_path: Path) -> None:
+    """Every truncation point class and a few garbles: exit 1 or 2, one line, no panic."""
+    data = (GOLDEN / name).read_bytes()
+    cuts = sorted({0, 1, 2, 10, len(data) // 2, len(data) - 40, len(data) - 1})
+    variants = [data[:cut] for cut in cuts]
+    variants += [data.replace(b"=", b"-"), b"\xff\xfe" + data]
+    if name.endswith(".tlog-proof"):  # (CRLF is mere whitespace to a JSON bundle)
+        variants.append(data.replace(b"\n", b"\r\n"))
+    for i, blob in enumerate(variants):
+        path = tmp_path / f"v{i}-{name}"
+        path.write_bytes(blob)
+        done = subprocess.run(
+            [str(merkle_verify_bin()), str(path), "--keys", str(GOLDEN / "keys.pub.json")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode in (1, 2), (i, done.stdout, done.stderr)
+        assert "panicked" not in done.stderr and "internal error" not in done.stderr, i
+        out = (done.stdout + done.stderr).strip().splitlines()
+        assert len(out) == 1 and out[0].startswith(("INVALID ", "error: ")), (i, out)
