@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import math
+import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,41 +69,70 @@ def kind_of(predicate_type_uri: str) -> str | None:
 
 def rfc3339_now() -> str:
     """The current UTC time as RFC 3339 with microseconds and a ``Z`` suffix."""
-    now = _dt.datetime.now(_dt.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Same text as datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), without building a
+    # datetime (this runs twice per appended record).
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    t = time.gmtime(seconds)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{micros:06d}Z"
+    )
 
 
 def canonical_json(obj: Any, field: str = "payload") -> bytes:
     """RFC 8785 (JCS) serialisation; unsupported values raise :class:`FormatError`."""
-    _check_json_value(obj, field)
+    return _jcs(obj, field, _check_json_value(obj, field))
+
+
+def _jcs(obj: Any, field: str, plain: bool) -> bytes:
+    """JCS bytes of an already checked value; ``plain`` as returned by the check.
+
+    For a plain value (no floats, every object key in the Basic Multilingual Plane) the
+    standard library's sorted, compact, non-ASCII-preserving JSON is byte-identical to JCS:
+    integers print the same, strings escape the same characters the same way (``"``,
+    ``\\``, the short forms \\b \\t \\n \\f \\r, other controls as lowercase \\u00xx), and
+    code-point order equals JCS's UTF-16 order for BMP keys. Anything else goes through
+    :mod:`rfc8785` (ES6 number formatting, UTF-16 key order).
+    """
     try:
+        if plain:
+            return json.dumps(
+                obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode("utf-8")
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise FormatError(field, f"cannot be serialised with RFC 8785 ({exc})") from None
 
 
-def _check_json_value(value: Any, field: str) -> None:
-    """Reject values JCS cannot represent faithfully, naming the nested field."""
+def _check_json_value(value: Any, field: str) -> bool:
+    """Reject values JCS cannot represent faithfully, naming the nested field.
+
+    Returns True when the value is "plain" for :func:`_jcs`: no floats anywhere and no
+    object key with a character outside the Basic Multilingual Plane.
+    """
     if value is None or isinstance(value, bool | str):
-        return
+        return True
     if isinstance(value, int):
         if abs(value) > 2**53 - 1:
             raise FormatError(field, "integer outside the I-JSON range (|n| < 2**53)", value)
-        return
+        return True
     if isinstance(value, float):
         if not math.isfinite(value):
             raise FormatError(field, "non-finite number", value)
-        return
+        return False
+    plain = True
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise FormatError(field, "object keys must be strings", key)
-            _check_json_value(item, f"{field}.{key}")
-        return
+            if not key.isascii() and max(map(ord, key)) > 0xFFFF:
+                plain = False
+            plain = _check_json_value(item, f"{field}.{key}") and plain
+        return plain
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _check_json_value(item, f"{field}[{index}]")
-        return
+            plain = _check_json_value(item, f"{field}[{index}]") and plain
+        return plain
     raise FormatError(field, f"not a JSON value ({type(value).__name__})", value)
 
 
@@ -190,6 +220,21 @@ def build_statement(
     nonce: str | None = None,
 ) -> dict[str, Any]:
     """The in-toto Statement v1 of one record (not yet serialised)."""
+    statement = _statement(kind, action, actor, subject, fields, requested_at, nonce)
+    _check_json_value(statement, "statement")
+    return statement
+
+
+def _statement(
+    kind: str,
+    action: str,
+    actor: str,
+    subject: Iterable[Subject | Mapping[str, Any] | Sequence[str]],
+    fields: Mapping[str, Any] | None,
+    requested_at: str | None,
+    nonce: str | None,
+) -> dict[str, Any]:
+    """:func:`build_statement` before the final JSON-value check."""
     ptype = predicate_type(kind)
     subjects = [Subject.of(item).to_json() for item in subject]
     extra = dict(fields or {})
@@ -209,14 +254,24 @@ def build_statement(
         "sig_suite": SIG_SUITE,
     }
     predicate.update(extra)
-    statement = {
+    return {
         "_type": STATEMENT_TYPE,
         "subject": subjects,
         "predicateType": ptype,
         "predicate": predicate,
     }
-    _check_json_value(statement, "statement")
-    return statement
+
+
+def _statement_and_payload(
+    kind: str,
+    action: str,
+    actor: str,
+    subject: Iterable[Subject | Mapping[str, Any] | Sequence[str]],
+    fields: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], bytes]:
+    """:func:`build_statement` and its JCS bytes, walking the statement once, not twice."""
+    statement = _statement(kind, action, actor, subject, fields, None, None)
+    return statement, _jcs(statement, "statement", _check_json_value(statement, "statement"))
 
 
 @dataclass(frozen=True)
@@ -290,6 +345,50 @@ class Envelope:
         return cls(payload_type, payload, tuple(parsed), raw)
 
 
+_DETERMINISTIC_ECDSA = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+
+# Key ids of recently used record keys, by object identity. An entry holds its RecordKeys
+# (frozen, so its ids never change), so an id() in the table cannot be reused by another
+# object while the entry exists; the table is small and simply cleared when full.
+_KEY_IDS: dict[int, tuple[RecordKeys, str, str]] = {}
+_KEY_IDS_MAX = 32
+
+# Strings JCS writes verbatim between quotes (no escaping needed), as a fast-path check.
+_JCS_VERBATIM = re.compile(r'[^"\\\x00-\x1f]*')
+
+
+def _key_ids(keys: RecordKeys) -> tuple[str, str]:
+    """``(keys.ecdsa_key_id, keys.mldsa_key_id)``, computed once per key object (each id
+    serialises a public key and hashes it)."""
+    hit = _KEY_IDS.get(id(keys))
+    if hit is not None and hit[0] is keys:
+        return hit[1], hit[2]
+    ids = (keys.ecdsa_key_id, keys.mldsa_key_id)
+    if len(_KEY_IDS) >= _KEY_IDS_MAX:
+        _KEY_IDS.clear()
+    _KEY_IDS[id(keys)] = (keys, *ids)
+    return ids
+
+
+def _envelope_json(payload_type: str, payload_b64: str, sigs: Sequence[tuple[str, str]]) -> bytes:
+    """JCS bytes of ``{"payloadType", "payload", "signatures": [{"keyid", "sig"}...]}``.
+
+    Base64 never needs escaping; when the type and key ids do not either, the canonical form
+    is written directly (members in JCS order), else :mod:`rfc8785` does it.
+    """
+    texts = [payload_type, *(keyid for keyid, _ in sigs)]
+    if all(_JCS_VERBATIM.fullmatch(text) for text in texts):
+        items = ",".join(f'{{"keyid":"{keyid}","sig":"{sig}"}}' for keyid, sig in sigs)
+        head = f'{{"payload":"{payload_b64}","payloadType":"{payload_type}"'
+        return f'{head},"signatures":[{items}]}}'.encode()
+    obj = {
+        "payloadType": payload_type,
+        "payload": payload_b64,
+        "signatures": [{"keyid": keyid, "sig": sig} for keyid, sig in sigs],
+    }
+    return rfc8785.dumps(obj)
+
+
 def sign_envelope(payload: bytes, keys: RecordKeys, payload_type: str = PAYLOAD_TYPE) -> Envelope:
     """Sign ``PAE(payload_type, payload)`` with both record keys.
 
@@ -297,21 +396,19 @@ def sign_envelope(payload: bytes, keys: RecordKeys, payload_type: str = PAYLOAD_
     an empty context. The envelope bytes are its JCS serialisation.
     """
     message = pae(payload_type, payload)
-    ecdsa_sig = keys.ecdsa.sign(message, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    ecdsa_sig = keys.ecdsa.sign(message, _DETERMINISTIC_ECDSA)
     mldsa_sig = keys.mldsa.sign(message)
-    obj = {
-        "payloadType": payload_type,
-        "payload": b64encode(payload),
-        "signatures": [
-            {"keyid": keys.ecdsa_key_id, "sig": b64encode(ecdsa_sig)},
-            {"keyid": keys.mldsa_key_id, "sig": b64encode(mldsa_sig)},
-        ],
-    }
-    signatures = (
-        EnvelopeSignature(keys.ecdsa_key_id, ecdsa_sig),
-        EnvelopeSignature(keys.mldsa_key_id, mldsa_sig),
+    ecdsa_id, mldsa_id = _key_ids(keys)
+    raw = _envelope_json(
+        payload_type,
+        b64encode(payload),
+        [(ecdsa_id, b64encode(ecdsa_sig)), (mldsa_id, b64encode(mldsa_sig))],
     )
-    return Envelope(payload_type, payload, signatures, rfc8785.dumps(obj))
+    signatures = (
+        EnvelopeSignature(ecdsa_id, ecdsa_sig),
+        EnvelopeSignature(mldsa_id, mldsa_sig),
+    )
+    return Envelope(payload_type, payload, signatures, raw)
 
 
 @dataclass(frozen=True)
@@ -347,8 +444,7 @@ def make_record(
     keys: RecordKeys,
 ) -> SignedRecord:
     """Build, serialise and sign one record."""
-    statement = build_statement(kind, action, actor, subject, fields)
-    payload = canonical_json(statement, "statement")
+    statement, payload = _statement_and_payload(kind, action, actor, subject, fields)
     envelope = sign_envelope(payload, keys)
     return SignedRecord(
         kind=kind,

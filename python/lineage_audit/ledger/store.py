@@ -15,7 +15,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -384,7 +384,19 @@ class SQLiteStore(LedgerStore):
                     return bytes(row[0])
 
                 entries, nodes = plan_append(size, prev, pending, read_node)
-                rows = [astuple(e) for e in entries]
+                # Field order of StoredEntry = _ENTRY_COLUMNS (astuple would deep-copy).
+                rows = [
+                    (
+                        e.seq,
+                        e.leaf_input,
+                        e.leaf_hash,
+                        e.envelope,
+                        e.predicate_type,
+                        e.action,
+                        e.created_at,
+                    )
+                    for e in entries
+                ]
                 conn.executemany(
                     f"INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
                 )

@@ -51,33 +51,52 @@ pub fn leaf_hashes_parallel<T: AsRef<[u8]> + Sync>(inputs: &[T]) -> Vec<Hash> {
         .collect()
 }
 
-/// Same contract and answers as [`chain::verify_chain`]: hashes every entry in parallel,
-/// then checks every link in parallel and reports the lowest failing seq.
+/// Entries per task of [`verify_chain_parallel`]: each is hashed and checked in one pass.
+const CHAIN_CHUNK: usize = 2048;
+
+/// Same contract and answers as [`chain::verify_chain`], in parallel. Each task walks one
+/// chunk in a single pass (hash entry i, check entry i + 1 against it while both are in
+/// cache) and returns its first break and its last leaf hash; the links between chunks
+/// are then checked in order, so the lowest failing seq and its reason are the ones the
+/// sequential walk reports.
 pub fn verify_chain_parallel<T: AsRef<[u8]> + Sync>(
     leaf_inputs: &[T],
     first_seq: u64,
     prev_leaf_hash: &Hash,
 ) -> Result<Hash, ChainBreak> {
-    let hashes = leaf_hashes_parallel(leaf_inputs);
-    // Entry i links to the hash of entry i-1 (computed whether or not i-1 parses: if it
-    // does not, i-1 is reported first anyway, as in the sequential walk).
-    let first_break = leaf_inputs
-        .par_iter()
+    let chunks: Vec<(Option<ChainBreak>, Hash)> = leaf_inputs
+        .par_chunks(CHAIN_CHUNK)
         .enumerate()
-        .with_min_len(MIN_PER_TASK)
-        .find_map_first(|(i, input)| {
-            let expected_prev = match i.checked_sub(1) {
-                None => Some(prev_leaf_hash),
-                Some(j) => hashes.get(j),
-            }?;
-            chain::seq_at(first_seq, i)
-                .and_then(|seq| chain::check_entry(seq, input.as_ref(), expected_prev))
-                .err()
-        });
-    match first_break {
-        Some(b) => Err(b),
-        None => Ok(hashes.last().copied().unwrap_or(*prev_leaf_hash)),
+        .map(|(c, chunk)| {
+            let start = c * CHAIN_CHUNK;
+            let mut first_break = None;
+            let mut prev: Option<Hash> = None;
+            for (k, input) in chunk.iter().enumerate() {
+                let input = input.as_ref();
+                // The chunk's first entry links across chunks: checked below, in order.
+                if let (Some(expected), None) = (&prev, &first_break) {
+                    first_break = chain::seq_at(first_seq, start + k)
+                        .and_then(|seq| chain::check_entry(seq, input, expected))
+                        .err();
+                }
+                prev = Some(merkle::leaf_hash(input));
+            }
+            (first_break, prev.unwrap_or(*prev_leaf_hash))
+        })
+        .collect();
+    let mut prev = *prev_leaf_hash;
+    for (c, (inner_break, last)) in chunks.into_iter().enumerate() {
+        let start = c * CHAIN_CHUNK;
+        if let Some(first) = leaf_inputs.get(start) {
+            chain::seq_at(first_seq, start)
+                .and_then(|seq| chain::check_entry(seq, first.as_ref(), &prev))?;
+        }
+        if let Some(b) = inner_break {
+            return Err(b);
+        }
+        prev = last;
     }
+    Ok(prev)
 }
 
 /// [`merkle::root`] computed in parallel: equal power-of-two chunks are perfect subtrees,
@@ -285,10 +304,13 @@ pub fn inclusion_proofs_packed(leaves: &[Hash], indices: &[u64]) -> Result<Vec<u
 
 /// [`root_parallel`] over n × 32 packed leaf hashes.
 pub fn root_packed(leaf_hashes: &[u8]) -> Result<Hash, MerkleError> {
-    Ok(root_parallel(hashes_from_packed("leaf_hashes", leaf_hashes)?))
+    Ok(root_parallel(hashes_from_packed(
+        "leaf_hashes",
+        leaf_hashes,
+    )?))
 }
 
-/// [`verify_chain_parallel`] over leaf inputs packed as n × 158 bytes; `Err(None)` when
+/// [`verify_chain_parallel`] over leaf inputs packed as n × 158 bytes; an error when
 /// the buffer is not a whole number of leaf inputs.
 pub fn verify_chain_packed(
     leaf_inputs: &[u8],
@@ -438,7 +460,10 @@ mod tests {
         let lv = packed(&[l[2], l[8]]);
         assert_eq!(flat.len(), (4 + 1) * 32);
         let e = verify_inclusion_batch_packed(&lv[..63], &idx, 9, &flat, &r).unwrap_err();
-        assert_eq!(e.to_string(), "leaf_hashes is 63 bytes, not a multiple of 32");
+        assert_eq!(
+            e.to_string(),
+            "leaf_hashes is 63 bytes, not a multiple of 32"
+        );
         let e = verify_inclusion_batch_packed(&lv[..32], &idx, 9, &flat, &r).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -456,9 +481,15 @@ mod tests {
              these 2 indices in a tree of size 9"
         );
         let e = root_packed(&[0u8; 33]).unwrap_err();
-        assert_eq!(e.to_string(), "leaf_hashes is 33 bytes, not a multiple of 32");
+        assert_eq!(
+            e.to_string(),
+            "leaf_hashes is 33 bytes, not a multiple of 32"
+        );
         let e = verify_chain_packed(&[0u8; 159], 0, &[0; 32]).unwrap_err();
-        assert_eq!(e.to_string(), "leaf_inputs is 159 bytes, not a multiple of 158");
+        assert_eq!(
+            e.to_string(),
+            "leaf_inputs is 159 bytes, not a multiple of 158"
+        );
     }
 
     #[test]
@@ -473,6 +504,17 @@ mod tests {
         let z = [0u8; 32];
         assert_eq!(verify_chain_packed(&c, 0, &z).unwrap(), Ok(prev));
         assert_eq!(verify_chain_packed(&[], 4, &prev).unwrap(), Ok(prev));
+        // Breaks on both sides of a chunk boundary, reported with the sequential reason.
+        for at in [0, 1, CHAIN_CHUNK - 1, CHAIN_CHUNK, CHAIN_CHUNK + 1, 2999] {
+            for byte in [5, 25, 40] {
+                let mut bad = c.clone();
+                bad[158 * at + byte] ^= 1;
+                let list: Vec<&[u8]> = bad.chunks(158).collect();
+                let seq = chain::verify_chain(&list, 0, &z);
+                assert_eq!(seq.as_ref().unwrap_err().seq, at as u64);
+                assert_eq!(verify_chain_packed(&bad, 0, &z).unwrap(), seq);
+            }
+        }
         c[158 * 2500 + 70] ^= 1;
         let list: Vec<&[u8]> = c.chunks(158).collect();
         let seq = chain::verify_chain(&list, 0, &z);

@@ -1,0 +1,95 @@
+"""Each benchmark runs with --quick and prints exactly one JSON line with its keys.
+
+No timing is asserted: the numbers depend on the machine and on what else runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHES = Path(__file__).resolve().parent.parent / "benches"
+
+COMMON = {"bench", "environment", "quick", "seed"}
+EXPECTED = {
+    "bench_ledger_append.py": (
+        "ledger_append",
+        {
+            "pairs_per_s",
+            "signing_bound_pairs_per_s",
+            "fraction_of_signing_bound",
+            "mldsa65_sign_us",
+            "ecdsa_p256_sign_us",
+            "fdatasync_4k_us",
+            "journal_mode",
+            "synchronous",
+        },
+    ),
+    "bench_inclusion.py": (
+        "inclusion",
+        {
+            "proofs_per_s",
+            "pymerkle_proofs_per_s",
+            "pymerkle_sample",
+            "ratio_vs_pymerkle",
+            "sha256_bound_proofs_per_s",
+            "fraction_of_sha256_bound",
+            "tree_size",
+        },
+    ),
+    "bench_chain.py": (
+        "chain",
+        {
+            "entries_per_s",
+            "python_entries_per_s",
+            "python_sample",
+            "sha256_bound_entries_per_s",
+            "fraction_of_sha256_bound",
+        },
+    ),
+    "bench_envelopes.py": (
+        "envelopes",
+        {
+            "envelopes_per_s",
+            "cryptography_envelopes_per_s",
+            "ratio",
+            "bound_envelopes_per_s",
+            "fraction_of_bound",
+        },
+    ),
+}
+
+
+def test_every_bench_is_covered() -> None:
+    assert {p.name for p in BENCHES.glob("bench_*.py")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_bench_quick_prints_one_json_line(script: str, tmp_path: Path) -> None:
+    name, keys = EXPECTED[script]
+    proc = subprocess.run(
+        [sys.executable, str(BENCHES / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout
+    result = json.loads(lines[0])
+    assert result["bench"] == name
+    assert result["quick"] is True
+    missing = (COMMON | keys) - set(result)
+    assert not missing, missing
+    assert result["environment"]["cores"] >= 1
+    for key in keys:
+        value = result[key]
+        if key.endswith(("_per_s", "_us")) or key.startswith(("fraction", "ratio")):
+            assert isinstance(value, int | float) and value > 0, (key, value)
