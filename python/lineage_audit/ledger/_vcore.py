@@ -57,6 +57,13 @@ MLDSA_NOTE_ID = b"lineage-audit/ml-dsa-65/v1\n"
 # --- encodings --------------------------------------------------------------------------
 
 
+def verdict_line(valid: bool, reason: str | None, seq: int | None, message: str) -> str:
+    """One line every verifier prints: ``VALID ...`` or ``INVALID <reason> seq=<n>: ...``."""
+    if valid:
+        return f"VALID {message}"
+    return f"INVALID {reason} seq={'-' if seq is None else seq}: {message}"
+
+
 def b64(value: object, field: str, length: int | None = None) -> bytes:
     """Strict RFC 4648 §4 base64 (padded, canonical), optionally of an exact length."""
     if not isinstance(value, str):

@@ -84,10 +84,7 @@ class Verdict:
 
     def line(self) -> str:
         """One line: ``VALID ...`` or ``INVALID <reason> seq=<n>: <message>``."""
-        if self.valid:
-            return f"VALID {self.message}"
-        seq = "-" if self.seq is None else str(self.seq)
-        return f"INVALID {self.reason} seq={seq}: {self.message}"
+        return v.verdict_line(self.valid, self.reason, self.seq, self.message)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

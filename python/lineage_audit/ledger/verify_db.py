@@ -108,10 +108,7 @@ class LedgerReport:
         return 0 if self.valid else 1
 
     def line(self) -> str:
-        if self.valid:
-            return f"VALID {self.message}"
-        seq = "-" if self.seq is None else str(self.seq)
-        return f"INVALID {self.reason} seq={seq}: {self.message}"
+        return v.verdict_line(self.valid, self.reason, self.seq, self.message)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
