@@ -8,7 +8,11 @@ of a record with the calls the ledger makes (``cryptography``: ML-DSA-65 sign +
 deterministic ECDSA P-256 sign over the PAEs of the ledger's own records), two records per
 pair: ``1 / (2 * (t_mldsa_sign + t_ecdsa_sign))``. Also reported, for context: the cost of one
 4 KiB write + fdatasync in the same directory (the floor of a durable commit there).
-Prints one JSON line; ``--profile`` prints a cProfile summary of the timed loop to stderr.
+``--writers N`` runs the pairs from N threads sharing one ``Ledger`` (signing in each thread,
+concurrent appends group-committed: one transaction and fsync per group); ``commits`` and
+``records_per_commit`` count the timed loop's append transactions.
+Prints one JSON line; ``--profile`` prints a cProfile summary of the timed loop (writer 0's
+thread) to stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import pstats
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +65,27 @@ def run_pairs(ledger: Ledger, seed: int, start: int, count: int) -> None:
         artefact = hashlib.sha256(f"{seed}/artefact/{i}".encode()).hexdigest()
         with ledger.action("bench.step", actor="bench", subject=[("artefact", artefact)]) as act:
             act.result = {"step": i}
+
+
+def run_writers(ledger: Ledger, seed: int, start: int, count: int, writers: int) -> None:
+    """`count` pairs split over `writers` threads sharing `ledger` (the caller is writer 0)."""
+    bounds = [start + count * w // writers for w in range(writers + 1)]
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            run_pairs(ledger, seed, bounds[w], bounds[w + 1] - bounds[w])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(1, writers)]
+    for t in threads:
+        t.start()
+    writer(0)
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def fdatasync_seconds(directory: Path, count: int = 200) -> float:
@@ -114,7 +140,12 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=10, help="pairs/bound interleaving")
     parser.add_argument("--dir", type=Path, default=None, help="parent of the temp directory")
     parser.add_argument("--seed", type=int, default=20240229)
-    parser.add_argument("--profile", action="store_true", help="cProfile summary to stderr")
+    parser.add_argument(
+        "--writers", type=int, default=1, help="threads sharing one Ledger (group commit)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile summary (writer 0's thread) to stderr"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     args = parser.parse_args()
     if args.quick:
@@ -139,6 +170,7 @@ def main() -> None:
             # seconds, so the timed pairs and the signing samples are interleaved in
             # segments and both are averaged over the same stretch of time.
             paes = record_paes(ledger, args.sign_messages)
+            before = ledger.store.stats()
             per_segment = max(4, args.sign_messages // args.segments)
             deterministic = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
             profiler = cProfile.Profile() if args.profile else None
@@ -150,7 +182,7 @@ def main() -> None:
                 if profiler:
                     profiler.enable()
                 start = time.perf_counter()
-                run_pairs(ledger, args.seed, args.warmup + done, count)
+                run_writers(ledger, args.seed, args.warmup + done, count, args.writers)
                 elapsed = time.perf_counter() - start
                 if profiler:
                     profiler.disable()
@@ -173,6 +205,8 @@ def main() -> None:
                 out = io.StringIO()
                 pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
                 sys.stderr.write(out.getvalue())
+            after = ledger.store.stats()
+            commits, records = after.commits - before.commits, after.records - before.records
             size = ledger.size
             assert size == 2 * (args.warmup + args.pairs), size
         finally:
@@ -187,11 +221,14 @@ def main() -> None:
         {
             "bench": "ledger_append",
             "pairs": args.pairs,
+            "writers": args.writers,
             "warmup_pairs": args.warmup,
             "pairs_per_s": round(pairs_per_s, 1),
             "ms_per_pair": round(1e3 / pairs_per_s, 3),
             "signing_bound_pairs_per_s": round(bound, 1),
             "fraction_of_signing_bound": round(pairs_per_s / bound, 3),
+            "commits": commits,
+            "records_per_commit": round(records / commits, 3),
             "mldsa65_sign_us": round(t_mldsa * 1e6, 1),
             "ecdsa_p256_sign_us": round(t_ecdsa * 1e6, 1),
             "segments": args.segments,

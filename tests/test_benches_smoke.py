@@ -28,6 +28,9 @@ EXPECTED = {
             "fdatasync_4k_us",
             "journal_mode",
             "synchronous",
+            "writers",
+            "commits",
+            "records_per_commit",
         },
     ),
     "bench_inclusion.py": (

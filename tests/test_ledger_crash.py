@@ -80,3 +80,82 @@ def test_sigkill_mid_stream(tmp_path: Path, keys_dir: Path, pubkeys_file: Path, 
             assert entry.seq == size
             ledger.checkpoint()
     assert verify_ledger(db, pubkeys_file).valid
+
+
+THREADED_CHILD = """
+import sys, threading
+from lineage_audit.ledger import Ledger, RecordSpec
+
+ledger = Ledger.open(sys.argv[1], sys.argv[2])  # one Ledger shared by every thread
+RUN = int(sys.argv[3])
+out = threading.Lock()
+
+def writer(n):
+    i = 0
+    while True:
+        if i % 2:  # a caller's multi-record batch, inside someone's group
+            batch = [RUN, n, i]
+            specs = [RecordSpec("record", "crash.batch", f"t{n}", [], {"batch": batch, "j": j})
+                     for j in range(3)]
+            seq = ledger.append_many(specs)[-1].seq
+        else:
+            with ledger.action("crash.step", actor=f"t{n}", i=i) as act:
+                pass
+            seq = act.outcome.seq
+        with out:
+            print(seq, flush=True)
+        i += 1
+
+for n in range(4):
+    threading.Thread(target=writer, args=(n,), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_with_threads_sharing_a_ledger(
+    tmp_path: Path, keys_dir: Path, pubkeys_file: Path, helpers
+) -> None:
+    db = tmp_path / "crash.db"
+    script = tmp_path / "child.py"
+    script.write_text(THREADED_CHILD)
+    rng = random.Random(os.getpid())
+    for run in range(3):
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(db), str(keys_dir), str(run)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=helpers.cli_env(),
+        )  # fmt: skip
+        acknowledged = -1
+        try:
+            for _ in range(rng.randint(10, 30)):
+                line = child.stdout.readline()
+                assert line, child.stderr.read()
+                acknowledged = max(acknowledged, int(line))
+            os.kill(child.pid, signal.SIGKILL)  # other threads are signing and committing
+        finally:
+            child.kill()
+            child.wait(timeout=30)
+            child.stdout.close()
+            child.stderr.close()
+        assert child.returncode == -signal.SIGKILL
+
+        count, size, per_level = _counts(db)
+        assert count == size > acknowledged  # contiguous; every acknowledged append is there
+        assert per_level == [(lvl, size >> lvl) for lvl in range(size.bit_length())]
+        report = verify_ledger(db, pubkeys_file)
+        assert report.valid and report.entries == size, report
+
+        with Ledger.open(db, keys_dir) as ledger:
+            batches: dict[tuple[int, ...], list[int]] = {}
+            for entry in ledger.entries():
+                predicate = entry.statement()["predicate"]
+                if entry.action == "crash.batch":  # whole batches only: no partial group
+                    batches.setdefault(tuple(predicate["batch"]), []).append(predicate["j"])
+                if entry.kind == "outcome":  # its intent is earlier, and is its own
+                    intent = ledger.entry(predicate["intent"]["seq"])
+                    assert intent.seq < entry.seq and intent.kind == "intent"
+                    assert predicate["intent"]["leaf_hash"] == intent.leaf_hash_hex
+                    assert intent.statement()["predicate"]["actor"] == predicate["actor"]
+            assert all(sorted(js) == [0, 1, 2] for js in batches.values()), batches
+            assert ledger.append("record", "after.crash", "parent").seq == size
+    assert verify_ledger(db, pubkeys_file).valid

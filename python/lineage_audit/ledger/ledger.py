@@ -33,6 +33,7 @@ from .errors import (
     LedgerError,
     ProofError,
 )
+from .groupcommit import GroupCommit
 from .keys import KeyRing, PublicKeys, load_keyring
 from .merkle import consistency_proof, inclusion_proof, root_hash
 from .proofs import format_consistency, format_tlog_proof
@@ -186,11 +187,17 @@ class Ledger:
 
     Without a key ring the ledger is read-only (proofs, bundles, exports). The public keys
     are recorded in the store on first use; a key ring that does not match them is refused.
+    One ledger may be shared by many threads: each signs in its own thread, and appends that
+    arrive together are committed in one transaction (:class:`.groupcommit.GroupCommit`).
     """
 
     store: LedgerStore
     keyring: KeyRing | None = None
     public_keys: PublicKeys | None = field(default=None)
+    _commit: GroupCommit = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._commit = GroupCommit(self.store)
 
     @classmethod
     def open(
@@ -277,9 +284,13 @@ class Ledger:
         return self.append_many([spec])[0]
 
     def append_many(self, specs: Iterable[RecordSpec]) -> list[Entry]:
-        """Sign several records and append them in one transaction (all or nothing)."""
+        """Sign several records and append them in one transaction (all or nothing).
+
+        Signing runs in the caller's thread; the records may share their transaction with
+        other threads' records (contiguous seqs all the same). Returns once it committed.
+        """
         pending = [self._pending(spec) for spec in specs]
-        return [Entry.from_stored(item) for item in self.store.append(pending)]
+        return [Entry.from_stored(item) for item in self._commit.append(pending)]
 
     def action(
         self, action: str, *, actor: str, subject: Sequence[SubjectLike] = (), **fields: Any

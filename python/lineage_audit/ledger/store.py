@@ -30,6 +30,7 @@ __all__ = [
     "LedgerStore",
     "PendingEntry",
     "SQLiteStore",
+    "StoreStats",
     "StoredCheckpoint",
     "StoredEntry",
     "plan_append",
@@ -76,6 +77,14 @@ class StoredCheckpoint:
     root: bytes
     note: str
     created_at: str
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Append transactions committed by this store object, and the entries they held."""
+
+    commits: int
+    records: int
 
 
 def plan_append(
@@ -129,8 +138,10 @@ def plan_append(
 class LedgerStore(ABC):
     """What a ledger backend provides (SQLite here; PostgreSQL later, same semantics).
 
-    Every method is atomic. ``append`` and ``add_checkpoint`` are serialised by a
-    single-writer lock shared by all processes using the same database.
+    Every method is atomic and may be called from any thread. ``append`` and
+    ``add_checkpoint`` are serialised by a single-writer lock shared by all processes using
+    the same database. (Threads of one process share a :class:`.groupcommit.GroupCommit`
+    in front of ``append`` so concurrent records go into one transaction.)
     """
 
     read_only: bool = False
@@ -184,6 +195,10 @@ class LedgerStore(ABC):
     @abstractmethod
     def set_meta(self, key: str, value: str) -> None:
         """Record a metadata value once (metadata is append-only too)."""
+
+    @abstractmethod
+    def stats(self) -> StoreStats:
+        """Counts of the append transactions this object has committed."""
 
     @abstractmethod
     def close(self) -> None:
@@ -265,6 +280,7 @@ class SQLiteStore(LedgerStore):
         self.read_only = read_only
         self._lock = threading.RLock()
         self._busy_timeout = busy_timeout
+        self._commits = self._records = 0
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: ledger database not found")
         try:
@@ -403,7 +419,14 @@ class SQLiteStore(LedgerStore):
                 conn.executemany("INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
         except sqlite3.Error as exc:
             raise AppendError(f"{self.path}: append failed, nothing written ({exc})") from None
+        with self._lock:
+            self._commits += 1
+            self._records += len(entries)
         return entries
+
+    def stats(self) -> StoreStats:
+        with self._lock:
+            return StoreStats(commits=self._commits, records=self._records)
 
     def get_entry(self, seq: int) -> StoredEntry:
         rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq = ?", (seq,))
