@@ -23,9 +23,9 @@ impl fmt::Display for ChainBreak {
 
 impl std::error::Error for ChainBreak {}
 
-/// First 8 bytes in hex: enough to tell hashes apart in a message.
-fn short_hex(h: &Hash) -> String {
-    h.iter().take(8).map(|b| format!("{b:02x}")).collect()
+/// The whole hash in hex: a prefix can hide where two hashes differ.
+fn full_hex(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The seq of the entry at position `i`, or a break if it does not fit in a u64.
@@ -49,15 +49,15 @@ pub(crate) fn check_entry(seq: u64, input: &[u8], expected_prev: &Hash) -> Resul
     }
     if seq == 0 && leaf.prev_leaf_hash != [0u8; 32] {
         return Err(fail(format!(
-            "seq 0 must have an all-zero prev_leaf_hash, found {}…",
-            short_hex(&leaf.prev_leaf_hash)
+            "seq 0 must have an all-zero prev_leaf_hash, found {}",
+            full_hex(&leaf.prev_leaf_hash)
         )));
     }
     if leaf.prev_leaf_hash != *expected_prev {
         return Err(fail(format!(
-            "prev_leaf_hash {}… does not match the leaf hash of the previous entry {}…",
-            short_hex(&leaf.prev_leaf_hash),
-            short_hex(expected_prev)
+            "prev_leaf_hash {} does not match the leaf hash of the previous entry {}",
+            full_hex(&leaf.prev_leaf_hash),
+            full_hex(expected_prev)
         )));
     }
     Ok(())
