@@ -94,10 +94,11 @@ def test_key_ids_are_cached_per_key_object() -> None:
     assert len(rec._KEY_IDS) <= rec._KEY_IDS_MAX
 
 
-def test_rfc3339_now_format() -> None:
-    before = dt.datetime.now(dt.UTC)
+@pytest.mark.parametrize("ns", [0, 1_700_000_000_123_456_789, 4_102_444_799_999_999_000])
+def test_rfc3339_now_matches_datetime(monkeypatch, ns: int) -> None:
+    """The fast formatter gives exactly datetime's text for the same instant."""
+    monkeypatch.setattr(rec.time, "time_ns", lambda: ns)
     text = rec.rfc3339_now()
-    after = dt.datetime.now(dt.UTC)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text)
-    parsed = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-    assert before - dt.timedelta(milliseconds=1) <= parsed <= after + dt.timedelta(milliseconds=1)
+    instant = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
+    assert text == instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

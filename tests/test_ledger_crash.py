@@ -42,6 +42,24 @@ def _counts(db: Path) -> tuple[int, int, list[tuple[int, int]]]:
         return entries[0], entries[1], per_level.fetchall()
 
 
+def _reap(child: subprocess.Popen[str]) -> None:
+    """Make sure the child is dead and close its pipes."""
+    child.kill()
+    child.wait(timeout=30)
+    child.stdout.close()
+    child.stderr.close()
+
+
+def _assert_recovered(db: Path, pubkeys_file: Path, acknowledged: int) -> int:
+    """After a SIGKILL: contiguous entries incl. every acknowledged one, whole tree, valid."""
+    count, size, per_level = _counts(db)
+    assert count == size > acknowledged  # contiguous; every acknowledged append is there
+    assert per_level == [(lvl, size >> lvl) for lvl in range(size.bit_length())]
+    report = verify_ledger(db, pubkeys_file)
+    assert report.valid and report.entries == size, report
+    return size
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_sigkill_mid_stream(tmp_path: Path, keys_dir: Path, pubkeys_file: Path, helpers) -> None:
     db = tmp_path / "crash.db"
@@ -63,17 +81,10 @@ def test_sigkill_mid_stream(tmp_path: Path, keys_dir: Path, pubkeys_file: Path, 
             time.sleep(rng.uniform(0, 0.02))  # somewhere inside the next append
             os.kill(child.pid, signal.SIGKILL)
         finally:
-            child.kill()
-            child.wait(timeout=30)
-            child.stdout.close()
-            child.stderr.close()
-        assert child.returncode == -signal.SIGKILL
+            _reap(child)
+        assert child.returncode == -signal.SIGKILL  # killed by us, not exited by itself
 
-        count, size, per_level = _counts(db)
-        assert count == size > acknowledged  # contiguous; every acknowledged append is there
-        assert per_level == [(lvl, size >> lvl) for lvl in range(size.bit_length())]
-        report = verify_ledger(db, pubkeys_file)
-        assert report.valid and report.entries == size, report
+        size = _assert_recovered(db, pubkeys_file, acknowledged)
 
         with Ledger.open(db, keys_dir) as ledger:  # appending continues after the crash
             entry = ledger.append("record", "after.crash", "parent")
@@ -133,17 +144,10 @@ def test_sigkill_with_threads_sharing_a_ledger(
                 acknowledged = max(acknowledged, int(line))
             os.kill(child.pid, signal.SIGKILL)  # other threads are signing and committing
         finally:
-            child.kill()
-            child.wait(timeout=30)
-            child.stdout.close()
-            child.stderr.close()
-        assert child.returncode == -signal.SIGKILL
+            _reap(child)
+        assert child.returncode == -signal.SIGKILL  # killed by us, not exited by itself
 
-        count, size, per_level = _counts(db)
-        assert count == size > acknowledged  # contiguous; every acknowledged append is there
-        assert per_level == [(lvl, size >> lvl) for lvl in range(size.bit_length())]
-        report = verify_ledger(db, pubkeys_file)
-        assert report.valid and report.entries == size, report
+        size = _assert_recovered(db, pubkeys_file, acknowledged)
 
         with Ledger.open(db, keys_dir) as ledger:
             batches: dict[tuple[int, ...], list[int]] = {}
