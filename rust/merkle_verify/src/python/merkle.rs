@@ -11,6 +11,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::batch;
+use crate::chain::ChainBreak;
 use crate::leaf::{self, LeafInput};
 use crate::merkle::{self, Hash};
 
@@ -287,6 +288,19 @@ fn root_packed<'py>(py: Python<'py>, leaf_hashes: &[u8]) -> PyResult<Bound<'py, 
     Ok(to_bytes(py, &r))
 }
 
+/// The chain's starting point: the given hash, or the all-zero hash of a log's start.
+fn prev_arg(prev_leaf_hash: Option<&[u8]>) -> PyResult<Hash> {
+    prev_leaf_hash.map_or(Ok([0u8; 32]), |b| hash_arg("prev_leaf_hash", b))
+}
+
+/// `(True, None, None)` or `(False, first_bad_seq, reason)`.
+fn chain_tuple(verdict: Result<Hash, ChainBreak>) -> (bool, Option<u64>, Option<String>) {
+    match verdict {
+        Ok(_) => (true, None, None),
+        Err(b) => (false, Some(b.seq), Some(b.reason)),
+    }
+}
+
 /// [`verify_chain`] over leaf inputs packed as n × 158 bytes (read in place).
 #[pyfunction]
 #[pyo3(signature = (leaf_inputs, first_seq=0, prev_leaf_hash=None))]
@@ -296,20 +310,14 @@ fn verify_chain_packed(
     first_seq: u64,
     prev_leaf_hash: Option<&[u8]>,
 ) -> PyResult<(bool, Option<u64>, Option<String>)> {
-    let prev = match prev_leaf_hash {
-        Some(b) => hash_arg("prev_leaf_hash", b)?,
-        None => [0u8; 32],
-    };
+    let prev = prev_arg(prev_leaf_hash)?;
     // Each 158-byte leaf input is three SHA-256 blocks.
     let work = 3 * (leaf_inputs.len() / leaf::LEAF_INPUT_LEN);
     let verdict = run(py, work, || {
         batch::verify_chain_packed(leaf_inputs, first_seq, &prev)
     })
     .map_err(value_error)?;
-    Ok(match verdict {
-        Ok(_) => (true, None, None),
-        Err(b) => (false, Some(b.seq), Some(b.reason)),
-    })
+    Ok(chain_tuple(verdict))
 }
 
 /// Hash-chain check, in parallel: `(True, None, None)` or `(False, first_bad_seq, reason)`.
@@ -321,20 +329,14 @@ fn verify_chain(
     first_seq: u64,
     prev_leaf_hash: Option<&[u8]>,
 ) -> PyResult<(bool, Option<u64>, Option<String>)> {
-    let prev = match prev_leaf_hash {
-        Some(b) => hash_arg("prev_leaf_hash", b)?,
-        None => [0u8; 32],
-    };
+    let prev = prev_arg(prev_leaf_hash)?;
     let packed = Packed::from_seq("leaf_inputs", leaf_inputs)?;
     let inputs = packed.slices();
     // Each 158-byte leaf input is three SHA-256 blocks.
     let verdict = run(py, 3 * inputs.len(), || {
         batch::verify_chain_parallel(&inputs, first_seq, &prev)
     });
-    Ok(match verdict {
-        Ok(_) => (true, None, None),
-        Err(b) => (false, Some(b.seq), Some(b.reason)),
-    })
+    Ok(chain_tuple(verdict))
 }
 
 /// The 158-byte leaf input for a DSSE envelope's payload and its two signatures.
