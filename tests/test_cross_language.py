@@ -15,24 +15,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from lineage_audit import _merkle_verify as ext
 from lineage_audit.ledger import Ledger, verify_bundle
 from lineage_audit.ledger.checkpoint import sign_checkpoint
+from lineage_audit.ledger.keys import spki_der
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _spki(key) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 @pytest.fixture
 def record_keys(keyring):
     rec = keyring.record
-    return _spki(rec.ecdsa.public_key()), rec.mldsa.public_key().public_bytes_raw()
+    return spki_der(rec.ecdsa.public_key()), rec.mldsa.public_key().public_bytes_raw()
 
 
 @pytest.fixture
@@ -52,7 +46,7 @@ def test_key_ids_agree(keyring, record_keys) -> None:
     )
     cp = keyring.checkpoint
     ids = ext.checkpoint_key_ids(
-        cp.name, _spki(cp.ecdsa.public_key()), cp.mldsa.public_key().public_bytes_raw()
+        cp.name, spki_der(cp.ecdsa.public_key()), cp.mldsa.public_key().public_bytes_raw()
     )
     note = sign_checkpoint(1, bytes(32), cp)
     sig_ids = {int.from_bytes(base64.b64decode(line.split(" ")[2])[:4], "big")
@@ -98,7 +92,7 @@ def test_envelopes_verify_and_mutations_are_rejected(filled: Ledger, record_keys
 
 def test_checkpoints_verify_in_rust(filled: Ledger, keyring) -> None:
     cp = keyring.checkpoint
-    args = (cp.name, _spki(cp.ecdsa.public_key()), cp.mldsa.public_key().public_bytes_raw())
+    args = (cp.name, spki_der(cp.ecdsa.public_key()), cp.mldsa.public_key().public_bytes_raw())
     for stored in filled.checkpoints():
         origin, size, root = ext.verify_checkpoint(stored.note, *args)
         assert (origin, size, root) == (cp.name, stored.size, filled.root(stored.size))
@@ -159,7 +153,7 @@ def test_checkpoint_with_extension_line_is_accepted_by_both(keyring, pubkeys_fil
     note = _note_over(text, keyring)
     keys = _vcore.parse_keys(json.loads(pubkeys_file.read_text()), require_format=True)
     assert _vcore.verify_note(note, keys).size == 5
-    spki = _spki(cp.ecdsa.public_key())
+    spki = spki_der(cp.ecdsa.public_key())
     assert (
         ext.verify_checkpoint(note, cp.name, spki, cp.mldsa.public_key().public_bytes_raw())[1] == 5
     )

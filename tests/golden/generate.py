@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -312,13 +313,7 @@ def main() -> None:
     def broken_link(seq: int, leaf: LeafInput) -> LeafInput:
         if seq != 4:
             return leaf
-        return LeafInput(
-            seq,
-            hashlib.sha256(b"not the previous leaf").digest(),
-            leaf.pae_hash,
-            leaf.ecdsa_sig_hash,
-            leaf.mldsa_sig_hash,
-        )
+        return replace(leaf, prev_leaf_hash=hashlib.sha256(b"not the previous leaf").digest())
 
     dump("broken-chain-link.bundle.json", crafted_log(ring, 6, broken_link))
     row(
@@ -332,13 +327,7 @@ def main() -> None:
     def unbound_leaf(seq: int, leaf: LeafInput) -> LeafInput:
         if seq != 3:
             return leaf
-        return LeafInput(
-            seq,
-            leaf.prev_leaf_hash,
-            leaf.pae_hash,
-            hashlib.sha256(b"another signature").digest(),
-            leaf.mldsa_sig_hash,
-        )
+        return replace(leaf, ecdsa_sig_hash=hashlib.sha256(b"another signature").digest())
 
     dump("leaf-mismatch.bundle.json", crafted_log(ring, 5, unbound_leaf))
     row(
