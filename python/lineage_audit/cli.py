@@ -14,11 +14,15 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .ledger.errors import LedgerError
+from .errors import LineageAuditError
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
-COMMAND_MODULES: tuple[str, ...] = ("lineage_audit.ledger.cli", "lineage_audit.demo")
+COMMAND_MODULES: tuple[str, ...] = (
+    "lineage_audit.ledger.cli",
+    "lineage_audit.divergence.cli",
+    "lineage_audit.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args))
-    except LedgerError as exc:
+    except LineageAuditError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""

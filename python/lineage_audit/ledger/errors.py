@@ -6,6 +6,8 @@ messages name the offending field (or file) and value.
 
 from __future__ import annotations
 
+from ..errors import LineageAuditError, describe
+
 __all__ = [
     "AppendError",
     "CheckpointConflict",
@@ -21,15 +23,7 @@ __all__ = [
 ]
 
 
-def describe(value: object, limit: int = 80) -> str:
-    """A short ``repr`` of ``value`` for error messages (long values are elided)."""
-    text = repr(value)
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return text
-
-
-class LedgerError(Exception):
+class LedgerError(LineageAuditError):
     """Base class of every ledger error."""
 
 

@@ -1,0 +1,118 @@
+"""Ledger-recorded Tier 3 jobs: fitting a baseline and scoring a file of embeddings.
+
+Input is loaded and validated before the ledger's intent is written, so bad input is refused
+with nothing recorded; the fit itself runs inside ``ledger.action("baseline.fit", ...)``,
+whose outcome carries the artifact's version and manifest hash (the ledger's signature over
+that hash is the artifact's signature).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..ledger import Ledger
+from .artifact import save_baseline
+from .backends import DEFAULT_BLOCK_ROWS
+from .baseline import Baseline, BaselineConfig
+from .errors import InputError
+from .fit import fit_baseline
+from .inputs import EmbeddingTable, prepare_embeddings
+from .monitor import Monitor, WindowPolicy
+from .series import SeriesWriter, WindowResult
+
+__all__ = ["FitJob", "ScoreJob", "file_subject"]
+
+
+def file_subject(path: str | Path, kind: str) -> tuple[str, str]:
+    """An in-toto subject ``(kind:name, sha256)`` for a file the job read."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"{kind}:{Path(path).name}", digest.hexdigest()
+
+
+@dataclass
+class FitJob:
+    """Fit, save and record a baseline from one embeddings table."""
+
+    table: EmbeddingTable
+    out: Path
+    config: BaselineConfig
+    targets: EmbeddingTable | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    block_rows: int = DEFAULT_BLOCK_ROWS
+    progress: bool = False
+
+    def validate(self) -> np.ndarray:
+        """Everything checkable before the ledger intent; returns the prepared rows."""
+        if self.out.exists():
+            raise InputError("--out", "already exists; choose a new directory", str(self.out))
+        rows = prepare_embeddings(self.table.vectors, field="input")
+        if self.targets is not None:
+            prepare_embeddings(self.targets.vectors, dimension=rows.shape[1], field="targets")
+        return rows
+
+    def run(self, ledger: Ledger, actor: str) -> Baseline:
+        rows = self.validate()
+        subject = [file_subject(self.table.source, "embeddings")]
+        if self.targets is not None:
+            subject.append(file_subject(self.targets.source, "targets"))
+        with ledger.action(
+            "baseline.fit", actor=actor, subject=subject, config=self.config.to_json(),
+            out=str(self.out),
+        ) as act:  # fmt: skip
+            baseline = fit_baseline(
+                rows,
+                times=self.table.times,
+                config=self.config,
+                targets=None if self.targets is None else self.targets.vectors,
+                backend=self.backend,
+                device=self.device,
+                block_rows=self.block_rows,
+                progress=self.progress,
+                source=self.table.source,
+            )
+            save_baseline(baseline, self.out)
+            act.result = {
+                "version": baseline.version,
+                "manifest_sha256": baseline.manifest_sha256,
+                "arl0": {str(k): v for k, v in baseline.arl0.items()},
+            }
+        return baseline
+
+
+@dataclass
+class ScoreJob:
+    """Score every window of one embeddings file against a baseline, for one asset class."""
+
+    table: EmbeddingTable
+    baseline: Baseline
+    asset: str
+    policy: WindowPolicy
+    series_dir: Path | None = None
+    encoder_id: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+
+    def run(self, ledger: Ledger | None, actor: str, listeners=()) -> list[WindowResult]:
+        monitor = Monitor(
+            ledger=ledger,
+            actor=actor,
+            series=None if self.series_dir is None else SeriesWriter(self.series_dir),
+            listeners=listeners,
+        )
+        asset = monitor.add_asset(
+            self.asset, self.baseline, self.policy, backend=self.backend, device=self.device
+        )
+        times = self.table.times
+        if self.policy.by_time and times is None:
+            raise InputError("input", "time windows need an event-time column in the input")
+        asset.validate(self.table.vectors, times, self.encoder_id)  # refuse before any write
+        results = monitor.observe(self.asset, self.table.vectors, times, encoder_id=self.encoder_id)
+        return results + monitor.flush(self.asset)
