@@ -10,7 +10,10 @@ pair: ``1 / (2 * (t_mldsa_sign + t_ecdsa_sign))``. Also reported, for context: t
 4 KiB write + fdatasync in the same directory (the floor of a durable commit there).
 ``--writers N`` runs the pairs from N threads sharing one ``Ledger`` (signing in each thread,
 concurrent appends group-committed: one transaction and fsync per group); ``commits`` and
-``records_per_commit`` count the timed loop's append transactions.
+``records_per_commit`` count the timed loop's append transactions. ``--signer process``
+signs in one worker process (``Ledger.open(..., signer="process")``) instead of the writer
+threads; the bound is still one core's bare signing rate (``bound_cores``: 1), since one
+process signs.
 Prints one JSON line; ``--profile`` prints a cProfile summary of the timed loop (writer 0's
 thread) to stderr.
 """
@@ -33,7 +36,7 @@ import machine
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa
 from lineage_audit.ledger import Ledger
-from lineage_audit.ledger.keys import CheckpointKeys, KeyRing, RecordKeys
+from lineage_audit.ledger.keys import CheckpointKeys, KeyRing, RecordKeys, write_keyring
 from lineage_audit.ledger.records import Envelope
 
 
@@ -130,6 +133,14 @@ def record_paes(ledger: Ledger, count: int) -> list[bytes]:
     return [Envelope.from_bytes(ledger.entry(seq).envelope).pae() for seq in seqs]
 
 
+def open_ledger(directory: Path, ring: KeyRing, signer: str) -> Ledger:
+    """The ledger under test; a process signer loads the same keys from a key directory."""
+    if signer == "inline":
+        return Ledger.open(directory / "ledger.db", ring)
+    write_keyring(ring, directory / "keys")
+    return Ledger.open(directory / "ledger.db", directory / "keys", signer="process")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3000, help="timed intent+outcome pairs")
@@ -144,6 +155,12 @@ def main() -> None:
         "--writers", type=int, default=1, help="threads sharing one Ledger (group commit)"
     )
     parser.add_argument(
+        "--signer",
+        choices=("inline", "process"),
+        default="inline",
+        help="sign in the writer threads (inline) or in one worker process",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="cProfile summary (writer 0's thread) to stderr"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
@@ -156,7 +173,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ledger-", dir=args.dir) as tmp:
         directory = Path(tmp)
         fsync_s = fdatasync_seconds(directory)
-        ledger = Ledger.open(directory / "ledger.db", ring)
+        ledger = open_ledger(directory, ring, args.signer)
         try:
             # What the store's own connection runs with (synchronous is per connection).
             conn = ledger.store._conn  # type: ignore[attr-defined]
@@ -222,6 +239,8 @@ def main() -> None:
             "bench": "ledger_append",
             "pairs": args.pairs,
             "writers": args.writers,
+            "signer": args.signer,
+            "bound_cores": 1,
             "warmup_pairs": args.warmup,
             "pairs_per_s": round(pairs_per_s, 1),
             "ms_per_pair": round(1e3 / pairs_per_s, 3),

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,8 @@ EXPECTED = {
             "journal_mode",
             "synchronous",
             "writers",
+            "signer",
+            "bound_cores",
             "commits",
             "records_per_commit",
         },
@@ -72,11 +75,9 @@ def test_every_bench_is_covered() -> None:
     assert {p.name for p in BENCHES.glob("bench_*.py")} == set(EXPECTED)
 
 
-@pytest.mark.parametrize("script", sorted(EXPECTED))
-def test_bench_quick_prints_one_json_line(script: str, tmp_path: Path) -> None:
-    name, keys = EXPECTED[script]
+def _run_quick(script: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, str(BENCHES / script), "--quick"],
+        [sys.executable, str(BENCHES / script), "--quick", *extra],
         capture_output=True,
         text=True,
         timeout=300,
@@ -86,7 +87,13 @@ def test_bench_quick_prints_one_json_line(script: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 1, proc.stdout
-    result = json.loads(lines[0])
+    return json.loads(lines[0])
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_bench_quick_prints_one_json_line(script: str, tmp_path: Path) -> None:
+    name, keys = EXPECTED[script]
+    result = _run_quick(script, tmp_path)
     assert result["bench"] == name
     assert result["quick"] is True
     missing = (COMMON | keys) - set(result)
@@ -96,3 +103,9 @@ def test_bench_quick_prints_one_json_line(script: str, tmp_path: Path) -> None:
         value = result[key]
         if key.endswith(("_per_s", "_us")) or key.startswith(("fraction", "ratio")):
             assert isinstance(value, int | float) and value > 0, (key, value)
+
+
+def test_ledger_append_bench_with_process_signer(tmp_path: Path) -> None:
+    result = _run_quick("bench_ledger_append.py", tmp_path, "--signer", "process", "--writers", "2")
+    assert (result["signer"], result["writers"], result["bound_cores"]) == ("process", 2, 1)
+    assert result["pairs_per_s"] > 0 and result["fraction_of_signing_bound"] > 0

@@ -4,9 +4,9 @@ Records are in-toto statements in DSSE envelopes signed with ECDSA P-256 and ML-
 bound by 158-byte leaf inputs into a hash chain and an RFC 9162 Merkle tree, attested by
 signed checkpoints, and verifiable offline (:mod:`.verify`). One module per concern:
 ``errors``, ``codec``, ``keys``, ``records``, ``leaf``, ``merkle``, ``store``,
-``groupcommit``, ``checkpoint``, ``proofs``, ``bundle``, ``tiles``, ``ledger``, ``cli``;
-the independent verifier is ``verify`` (bundles, tlog-proofs) and ``verify_db`` (whole
-database) on top of ``_vcore``, which shares no code with the writer.
+``groupcommit``, ``signer``, ``checkpoint``, ``proofs``, ``bundle``, ``tiles``, ``ledger``,
+``cli``; the independent verifier is ``verify`` (bundles, tlog-proofs) and ``verify_db``
+(whole database) on top of ``_vcore``, which shares no code with the writer.
 
 The writer is pure Python (hashlib + cryptography); it never imports the Rust extension.
 """
@@ -36,6 +36,7 @@ from .keys import (
 )
 from .ledger import Action, Entry, Ledger, RecordSpec
 from .records import Subject
+from .signer import ProcessSigner, SignerError
 from .store import LedgerStore, SQLiteStore, StoreStats
 from .verify import (
     LedgerReport,
@@ -61,11 +62,13 @@ __all__ = [
     "LedgerError",
     "LedgerReport",
     "LedgerStore",
+    "ProcessSigner",
     "ProofError",
     "PublicKeys",
     "RecordSpec",
     "SQLiteStore",
     "SignatureError",
+    "SignerError",
     "StoreError",
     "StoreStats",
     "Subject",

@@ -38,6 +38,7 @@ from .keys import KeyRing, PublicKeys, load_keyring
 from .merkle import consistency_proof, inclusion_proof, root_hash
 from .proofs import format_consistency, format_tlog_proof
 from .records import Envelope, Subject, make_record, rfc3339_now
+from .signer import ProcessSigner
 from .store import LedgerStore, PendingEntry, SQLiteStore, StoredCheckpoint, StoredEntry
 from .tiles import TilesExport, export_tiles
 
@@ -185,15 +186,19 @@ def _message(exc: BaseException) -> str:
 class Ledger:
     """A ledger over a :class:`LedgerStore`, signing with an optional :class:`KeyRing`.
 
-    Without a key ring the ledger is read-only (proofs, bundles, exports). The public keys
-    are recorded in the store on first use; a key ring that does not match them is refused.
-    One ledger may be shared by many threads: each signs in its own thread, and appends that
-    arrive together are committed in one transaction (:class:`.groupcommit.GroupCommit`).
+    Without a key ring (or ``signer``) the ledger is read-only (proofs, bundles, exports).
+    The public keys are recorded in the store on first use; keys that do not match them are
+    refused. One ledger may be shared by many threads: each signs in its own thread, and
+    appends that arrive together are committed in one transaction
+    (:class:`.groupcommit.GroupCommit`). With a :class:`.signer.ProcessSigner` instead of a
+    key ring, signing happens in the signer's worker process (which holds the private keys),
+    so one thread's signing overlaps another's commit; the ledger closes the signer.
     """
 
     store: LedgerStore
     keyring: KeyRing | None = None
     public_keys: PublicKeys | None = field(default=None)
+    signer: ProcessSigner | None = field(default=None)
     _commit: GroupCommit = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -206,8 +211,18 @@ class Ledger:
         keys: str | os.PathLike[str] | KeyRing | None = None,
         *,
         read_only: bool = False,
+        signer: str = "inline",
     ) -> Ledger:
-        """Open (creating unless ``read_only``) the SQLite ledger at ``db_path``."""
+        """Open (creating unless ``read_only``) the SQLite ledger at ``db_path``.
+
+        ``signer="inline"`` (default) signs in the calling thread with the loaded key ring;
+        ``signer="process"`` starts a :class:`.signer.ProcessSigner` that loads the key
+        directory ``keys`` in a worker process (this process then holds no private key).
+        """
+        if signer not in ("inline", "process"):
+            raise LedgerError(f"signer: {signer!r}; expected 'inline' or 'process'")
+        if signer == "process":
+            return cls._open_with_process_signer(db_path, keys, read_only)
         keyring = keys if isinstance(keys, KeyRing) or keys is None else load_keyring(keys)
         store = SQLiteStore(db_path, read_only=read_only)
         try:
@@ -217,8 +232,40 @@ class Ledger:
             raise
 
     @classmethod
-    def from_store(cls, store: LedgerStore, keyring: KeyRing | None = None) -> Ledger:
-        """Bind ``keyring`` to ``store`` (recording its public keys on first use)."""
+    def _open_with_process_signer(
+        cls,
+        db_path: str | os.PathLike[str],
+        keys: str | os.PathLike[str] | KeyRing | None,
+        read_only: bool,
+    ) -> Ledger:
+        if keys is None or isinstance(keys, KeyRing):
+            raise LedgerError(
+                "signer='process': pass the key directory (the worker loads the keys itself)"
+            )
+        store = SQLiteStore(db_path, read_only=read_only)
+        try:
+            process_signer = ProcessSigner(keys)
+        except BaseException:
+            store.close()
+            raise
+        try:
+            return cls.from_store(store, signer=process_signer)
+        except BaseException:
+            process_signer.close()
+            store.close()
+            raise
+
+    @classmethod
+    def from_store(
+        cls,
+        store: LedgerStore,
+        keyring: KeyRing | None = None,
+        *,
+        signer: ProcessSigner | None = None,
+    ) -> Ledger:
+        """Bind ``keyring`` or ``signer`` to ``store`` (recording public keys on first use)."""
+        if keyring is not None and signer is not None:
+            raise LedgerError("keys: give a key ring or a signer, not both")
         recorded = store.get_meta("public_keys")
         public = None
         if recorded is not None:
@@ -226,8 +273,9 @@ class Ledger:
                 public = PublicKeys.from_json(json.loads(recorded))
             except (ValueError, FormatError) as exc:
                 raise LedgerError(f"meta.public_keys: unreadable ({exc})") from None
-        if keyring is not None:
-            mine = keyring.public_keys()
+        holder = signer if signer is not None else keyring
+        if holder is not None:
+            mine = holder.public_keys()
             if public is None:
                 if not store.read_only:
                     store.set_meta("public_keys", json.dumps(mine.to_json(), sort_keys=True))
@@ -238,10 +286,14 @@ class Ledger:
                     f"{public.record_ecdsa_key_id}, {public.record_mldsa_key_id}; given "
                     f"{mine.record_ecdsa_key_id}, {mine.record_mldsa_key_id})"
                 )
-        return cls(store=store, keyring=keyring, public_keys=public)
+        return cls(store=store, keyring=keyring, public_keys=public, signer=signer)
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            if self.signer is not None:
+                self.signer.close()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -257,10 +309,8 @@ class Ledger:
         return self.keyring
 
     def _pending(self, spec: RecordSpec) -> PendingEntry:
-        keyring = self._require_keyring()
-        record = make_record(
-            spec.kind, spec.action, spec.actor, spec.subject, spec.fields, keyring.record
-        )
+        keys = self.signer if self.signer is not None else self._require_keyring().record
+        record = make_record(spec.kind, spec.action, spec.actor, spec.subject, spec.fields, keys)
         return PendingEntry(
             envelope=record.envelope.raw,
             pae_hash=record.pae_hash,
@@ -286,8 +336,9 @@ class Ledger:
     def append_many(self, specs: Iterable[RecordSpec]) -> list[Entry]:
         """Sign several records and append them in one transaction (all or nothing).
 
-        Signing runs in the caller's thread; the records may share their transaction with
-        other threads' records (contiguous seqs all the same). Returns once it committed.
+        Signing runs in the caller's thread (or in the signer process, the caller waiting);
+        the records may share their transaction with other threads' records (contiguous
+        seqs all the same). Returns once it committed. If signing fails nothing is written.
         """
         pending = [self._pending(spec) for spec in specs]
         return [Entry.from_stored(item) for item in self._commit.append(pending)]
@@ -306,7 +357,8 @@ class Ledger:
         the log never signs two inconsistent checkpoints. If the latest checkpoint already
         has the current size it is returned unchanged.
         """
-        keyring = self._require_keyring()
+        if self.signer is None:
+            self._require_keyring()
         for _ in range(5):
             size = self.store.size()
             if size == 0:
@@ -317,7 +369,7 @@ class Ledger:
                 previous = self._check_extends(latest, size, root)
                 if latest.size == size:
                     return previous
-            note = sign_checkpoint(size, root, keyring.checkpoint)
+            note = self._sign_checkpoint(size, root)
             try:
                 self.store.add_checkpoint(
                     size,
@@ -330,6 +382,11 @@ class Ledger:
                 continue
             return parse_checkpoint(note)
         raise CheckpointError("checkpoint: too many concurrent checkpoint writers; retry")
+
+    def _sign_checkpoint(self, size: int, root: bytes) -> str:
+        if self.signer is not None:
+            return self.signer.sign_checkpoint(size, root)
+        return sign_checkpoint(size, root, self._require_keyring().checkpoint)
 
     def _check_extends(self, latest: StoredCheckpoint, size: int, root: bytes) -> Checkpoint:
         """Refuse unless the tree of ``size`` leaves is consistent with ``latest``."""

@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import rfc8785
 from cryptography.hazmat.primitives import hashes
@@ -29,8 +29,10 @@ __all__ = [
     "STATEMENT_TYPE",
     "Envelope",
     "EnvelopeSignature",
+    "RecordSigner",
     "SignedRecord",
     "Subject",
+    "assemble_envelope",
     "build_statement",
     "canonical_json",
     "kind_of",
@@ -39,6 +41,8 @@ __all__ = [
     "predicate_type",
     "rfc3339_now",
     "sign_envelope",
+    "sign_envelope_with",
+    "sign_pae",
 ]
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -389,16 +393,51 @@ def _envelope_json(payload_type: str, payload_b64: str, sigs: Sequence[tuple[str
     return rfc8785.dumps(obj)
 
 
+class RecordSigner(Protocol):
+    """Signs PAE bytes with both record keys somewhere else (a worker process, an HSM)."""
+
+    @property
+    def record_key_ids(self) -> tuple[str, str]:
+        """``(ecdsa key id, ml-dsa key id)`` of the keys it signs with."""
+        ...
+
+    def sign_record(self, message: bytes) -> tuple[bytes, bytes]:
+        """``(ECDSA P-256 DER signature, ML-DSA-65 signature)`` over ``message``."""
+        ...
+
+
+def sign_pae(message: bytes, keys: RecordKeys) -> tuple[bytes, bytes]:
+    """``(ECDSA P-256 DER signature, ML-DSA-65 signature)`` of a PAE with the record keys."""
+    return keys.ecdsa.sign(message, _DETERMINISTIC_ECDSA), keys.mldsa.sign(message)
+
+
 def sign_envelope(payload: bytes, keys: RecordKeys, payload_type: str = PAYLOAD_TYPE) -> Envelope:
     """Sign ``PAE(payload_type, payload)`` with both record keys.
 
     ECDSA P-256/SHA-256 is deterministic (RFC 6979) and DER-encoded; ML-DSA-65 is pure with
     an empty context. The envelope bytes are its JCS serialisation.
     """
-    message = pae(payload_type, payload)
-    ecdsa_sig = keys.ecdsa.sign(message, _DETERMINISTIC_ECDSA)
-    mldsa_sig = keys.mldsa.sign(message)
-    ecdsa_id, mldsa_id = _key_ids(keys)
+    ecdsa_sig, mldsa_sig = sign_pae(pae(payload_type, payload), keys)
+    return assemble_envelope(payload, _key_ids(keys), ecdsa_sig, mldsa_sig, payload_type)
+
+
+def sign_envelope_with(
+    payload: bytes, signer: RecordSigner, payload_type: str = PAYLOAD_TYPE
+) -> Envelope:
+    """:func:`sign_envelope` with the signatures made by ``signer``."""
+    ecdsa_sig, mldsa_sig = signer.sign_record(pae(payload_type, payload))
+    return assemble_envelope(payload, signer.record_key_ids, ecdsa_sig, mldsa_sig, payload_type)
+
+
+def assemble_envelope(
+    payload: bytes,
+    key_ids: tuple[str, str],
+    ecdsa_sig: bytes,
+    mldsa_sig: bytes,
+    payload_type: str = PAYLOAD_TYPE,
+) -> Envelope:
+    """The DSSE envelope of ``payload`` carrying both signatures (ECDSA first)."""
+    ecdsa_id, mldsa_id = key_ids
     raw = _envelope_json(
         payload_type,
         b64encode(payload),
@@ -441,11 +480,14 @@ def make_record(
     actor: str,
     subject: Iterable[Subject | Mapping[str, Any] | Sequence[str]],
     fields: Mapping[str, Any] | None,
-    keys: RecordKeys,
+    keys: RecordKeys | RecordSigner,
 ) -> SignedRecord:
-    """Build, serialise and sign one record."""
+    """Build, serialise and sign one record (with the keys, or by a :class:`RecordSigner`)."""
     statement, payload = _statement_and_payload(kind, action, actor, subject, fields)
-    envelope = sign_envelope(payload, keys)
+    if isinstance(keys, RecordKeys):
+        envelope = sign_envelope(payload, keys)
+    else:
+        envelope = sign_envelope_with(payload, keys)
     return SignedRecord(
         kind=kind,
         statement=statement,
