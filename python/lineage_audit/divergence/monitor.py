@@ -116,10 +116,7 @@ class AssetMonitor:
         self, vectors: Any, times: Any = None, encoder_id: str | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The batch as unit float32 rows and int64 times, or an error; changes nothing."""
-        array = np.asarray(vectors)
-        if array.ndim == 2:
-            self.baseline.check_encoder(encoder_id, array.shape[1])
-        rows = prepare_embeddings(array, dimension=self.baseline.dimension, field="embeddings")
+        rows, _ = self.validate_rows(vectors, encoder_id)
         if not self.policy.by_time:
             return rows, None
         if times is None:
@@ -190,10 +187,31 @@ class AssetMonitor:
 
     # --- scoring ----------------------------------------------------------------------------
 
+    def evaluate(self, vectors: Any, *, encoder_id: str | None = None) -> WindowResult:
+        """Score one batch as one window, outside the stream: no window state, no alerts."""
+        rows, _ = self.validate_rows(vectors, encoder_id)
+        placement = {"start_row": 0, "end_row": len(rows), "start_time_ns": None,
+                     "end_time_ns": None}  # fmt: skip
+        if not self.policy.by_time and len(rows) != self.policy.size:
+            self.baseline.null_for(len(rows))  # refuse a size without a null
+        return self._score(rows, placement, index=-1, size=len(rows))
+
+    def validate_rows(self, vectors: Any, encoder_id: str | None) -> tuple[np.ndarray, None]:
+        array = np.asarray(vectors)
+        if array.ndim == 2:
+            self.baseline.check_encoder(encoder_id, array.shape[1])
+        rows = prepare_embeddings(array, dimension=self.baseline.dimension, field="embeddings")
+        return rows, None
+
     def score(self, rows: np.ndarray, placement: dict[str, Any]) -> WindowResult:
+        """Score the next window of the stream (rows already validated)."""
         index = self.windows
         self.windows += 1
-        size = self._scoring_size(len(rows))
+        return self._score(rows, placement, index=index, size=self._scoring_size(len(rows)))
+
+    def _score(
+        self, rows: np.ndarray, placement: dict[str, Any], *, index: int, size: int | None
+    ) -> WindowResult:
         if size is None:
             return self._result(index, rows, placement, status="insufficient")
         if size < len(rows):  # thin a time window evenly to a calibrated size

@@ -71,8 +71,7 @@ class SeriesWriter:
     """Appends window results to ``directory`` as atomic Parquet part files."""
 
     def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = Path(directory)  # created on the first write, not before
         self._parts = len(list(self.directory.glob("part-*.parquet")))
 
     def write(self, results: Sequence[WindowResult]) -> Path | None:
@@ -82,6 +81,7 @@ class SeriesWriter:
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pylist([asdict(r) for r in results], schema=_schema())
+        self.directory.mkdir(parents=True, exist_ok=True)
         name = f"part-{self._parts:06d}-{uuid.uuid4().hex[:8]}.parquet"
         final = self.directory / name
         staging = self.directory / f".{name}.tmp"

@@ -75,7 +75,7 @@ def median_bandwidth(reference: np.ndarray, *, sample: int = 2000, seed: int = 0
     d2 = sq[:, None] + sq[None, :] - 2.0 * (sub @ sub.T)
     upper = d2[np.triu_indices(len(sub), k=1)]
     median = float(np.median(np.maximum(upper, 0.0)))
-    if median <= 0:
+    if median <= 1e-9:  # float32 round-off of identical unit rows, not a distance
         raise InputError("reference", "all sampled embeddings are identical; no bandwidth", rows)
     return Bandwidth(math.sqrt(median / 2.0))
 
