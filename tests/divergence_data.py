@@ -40,6 +40,6 @@ def mixed_window(
     rng: np.random.Generator, rows: int, fraction: float, dim: int = DIM, shift: float = 2.5
 ) -> np.ndarray:
     """A window with round(fraction * rows) model-like rows among clean ones, shuffled."""
-    bad = int(round(fraction * rows))
+    bad = round(fraction * rows)
     window = np.concatenate([gaussian(rng, rows - bad, dim), model_like(rng, bad, dim, shift)])
     return window[rng.permutation(rows)]

@@ -3,6 +3,7 @@ power rises with the contamination fraction and λ̂ covers the truth; bootstrap
 
 from __future__ import annotations
 
+import itertools
 import math
 from statistics import NormalDist
 
@@ -76,7 +77,7 @@ def test_power_rises_with_contamination_and_lambda_hat_covers_it():
         se = np.array([r.lambda_se for r in results])
         coverage.append(np.mean(np.abs(lam - fraction) <= 2 * se))
         assert abs(lam.mean() - fraction) < 3 * se.mean() / math.sqrt(len(lam)) + 0.01
-    assert all(b > a for a, b in zip(rates, rates[1:], strict=False)), rates
+    assert all(b > a for a, b in itertools.pairwise(rates)), rates
     assert rates[0] < 0.1 and rates[-1] > 0.9, rates
     assert min(coverage) >= 0.85, coverage
 
