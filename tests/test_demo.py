@@ -15,6 +15,11 @@ def test_demo_runs_and_all_verifiers_agree(run_cli, tmp_path: Path) -> None:
         line = next(line for line in text.splitlines() if step in line)
         assert "VALID" in line and "INVALID" not in line, line
     assert "INVALID envelope_signature seq=5" in text
+    # Tier 3 on generated embeddings: 3 clean windows, then 3 with model rows -> halt
+    assert "ALERT ok -> watch                  window 3" in text
+    assert "ALERT watch -> halt                window 5" in text
+    assert (out / "baseline-news" / "manifest.json").exists()
+    assert list((out / "series-news").glob("part-*.parquet"))
     for name in ("evidence.bundle.json", "entry0.tlog-proof", "tiles/checkpoint", "ledger.db"):
         assert (out / name).exists(), name
     assert (out / "keys" / "record-ecdsa-p256.pem").stat().st_mode & 0o777 == 0o600

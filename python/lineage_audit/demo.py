@@ -1,10 +1,13 @@
 """``lineage-audit demo``: the main job on the embedded default (SQLite, local files, CPU).
 
-Until the scoring server exists this demonstrates the spine every tier writes into: keys,
-write-ahead actions (one that fails), signed checkpoints, an evidence bundle with a
-consistency proof, a tlog-proof, a tiles export, and verification of all of it by three
-independent verifiers (pure Python, the Rust extension, the ``merkle-verify`` binary),
-followed by a tamper that each of them catches.
+Until the scoring server exists this runs Tier 3 and the ledger on generated embeddings:
+keys; a calibrated baseline fitted from time-ordered "clean" embeddings (recorded as a
+write-ahead action); a stream of clean windows, then windows where model-generated rows
+creep in, scored in sigmas with watch and halt alerts recorded before anyone is told; a halt
+hook that fails (its failed outcome is on the record too); signed checkpoints, an evidence
+bundle of the fit and the halt with a consistency proof, a tlog-proof, a tiles export, and
+verification by three independent verifiers (pure Python, the Rust extension, the
+``merkle-verify`` binary), followed by a tamper that each of them catches.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)"
     )
     parser.add_argument(
-        "--windows", type=int, default=24, help="scoring actions to record (default: %(default)s)"
+        "--windows", type=int, default=12, help="windows to stream (default: %(default)s)"
     )
     parser.set_defaults(func=run)
 
@@ -48,21 +51,69 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _record_actions(ledger: Ledger, windows: int) -> None:
-    with ledger.action(
-        "baseline.fit", actor="demo:alice", subject=[("baseline/news-v1", _digest("X"))]
-    ) as act:
-        act.result = {"baseline_version": "news-v1", "reference_rows": 20000}
+DEMO_DIM = 64
+DEMO_WINDOW = 128
+
+
+def _embeddings(rng, rows: int, model_fraction: float = 0.0):
+    """Generated "news" embeddings: a topic mixture; model rows are a tighter, shifted topic."""
+    import numpy as np
+
+    topics = np.random.default_rng(7).standard_normal((6, DEMO_DIM)) * 0.8
+    topics[:, 0] += 3.0
+    clean = topics[rng.choice(6, size=rows)] + rng.standard_normal((rows, DEMO_DIM))
+    model = round(model_fraction * rows)
+    if model:
+        centre = topics[0] + 1.5 * np.eye(DEMO_DIM)[1]
+        clean[:model] = centre + 0.4 * rng.standard_normal((model, DEMO_DIM))
+    return clean[rng.permutation(rows)].astype(np.float32)
+
+
+def _fit_baseline(ledger: Ledger, out: Path):
+    import numpy as np
+
+    from .divergence import BaselineConfig, EmbeddingTable
+    from .divergence.jobs import FitJob
+
+    rng = np.random.default_rng(2026)
+    source = out / "news-baseline.npy"
+    np.save(source, _embeddings(rng, 12_000))
+    table = EmbeddingTable(np.load(source), np.arange(12_000) * 10**9, str(source))
+    config = BaselineConfig(window_sizes=(DEMO_WINDOW,), encoder_id="demo-encoder/64",
+                            asset_class="news")  # fmt: skip
+    job = FitJob(table, out / "baseline-news", config, progress=sys.stderr.isatty())
+    return job.run(ledger, "demo:alice")
+
+
+def _stream(ledger: Ledger, baseline, windows: int, out: Path) -> list:
+    import numpy as np
+
+    from .divergence.monitor import Monitor, WindowPolicy
+    from .divergence.series import SeriesWriter
+
+    def announce(transition, result):
+        _say(f"ALERT {transition.before.value} -> {transition.after.value}",
+             f"window {transition.window}: {transition.reason}")  # fmt: skip
+
+    monitor = Monitor(ledger=ledger, actor="demo:inference-cluster", listeners=[announce],
+                      series=SeriesWriter(out / "series-news"))  # fmt: skip
+    monitor.add_asset("news", baseline, WindowPolicy(DEMO_WINDOW))
+    rng = np.random.default_rng(13)
+    results = []
     for w in range(windows):
-        with ledger.action(
-            "divergence.score",
-            actor="demo:inference-cluster",
-            subject=[(f"window/news/{w}", _digest(f"window {w}"))],
-            asset_class="news",
-        ) as act:
-            act.result = {"window": w, "z": round(0.1 * w, 2)}
+        fraction = 0.0 if w < windows // 2 else 0.3
+        (result,) = monitor.observe("news", _embeddings(rng, DEMO_WINDOW, fraction),
+                                    encoder_id="demo-encoder/64")  # fmt: skip
+        _say(f"window {w:>2} ({int(fraction * 100):>2}% model rows)",
+             f"z {result.z:5.2f}  effect {result.effect:.3f}  {result.level}")  # fmt: skip
+        results.append(result)
+    return results
+
+
+def _failed_halt_hook(ledger: Ledger, baseline) -> None:
+    subject = [(f"baseline:{baseline.version}", baseline.manifest_sha256)]
     try:
-        with ledger.action("halt.hook", actor="demo:bob", subject=[("asset/news", _digest("n"))]):
+        with ledger.action("halt.hook", actor="demo:bob", subject=subject, asset="news"):
             raise RuntimeError("halt hook endpoint refused the call")
     except RuntimeError:
         pass  # the failed outcome is on the ledger; that is the point
@@ -123,10 +174,15 @@ def run(args: argparse.Namespace) -> int:
     _say("keys", "ECDSA P-256 + ML-DSA-65, record and checkpoint pairs (0600)")
 
     with Ledger.open(db, keys_dir) as ledger:
-        _record_actions(ledger, args.windows // 2)
+        baseline = _fit_baseline(ledger, out)
+        arl = baseline.arl0[DEMO_WINDOW]
+        _say("baseline fit (Tier 3)", f"{baseline.version}: {len(baseline.reference)} reference "
+             f"rows, {baseline.nulls[DEMO_WINDOW].count} null windows, ARL0 > "
+             f"{arl['arl0_lower_95']:.0f} windows")  # fmt: skip
         first = ledger.checkpoint()
         _say("checkpoint 1", f"size {first.size}")
-        _record_actions(ledger, args.windows - args.windows // 2)
+        _stream(ledger, baseline, args.windows, out)
+        _failed_halt_hook(ledger, baseline)
         second = ledger.checkpoint()
         _say("checkpoint 2", f"size {second.size} (consistent with size {first.size})")
         failed = [
@@ -136,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
         ]
         _say("write-ahead actions", f"{ledger.size} records; failed outcomes at seq {failed}")
 
-        seqs = [0, 1, second.size - 2, second.size - 1]
+        halts = [e.seq for e in ledger.entries() if e.statement()["predicate"]["action"]
+                 == "alert.halt"]  # fmt: skip
+        seqs = sorted({0, 1, *halts, second.size - 2, second.size - 1})
         bundle_path = out / "evidence.bundle.json"
         bundle = ledger.evidence_bundle(seqs, since=first.size)
         bundle_path.write_text(json.dumps(bundle, indent=2) + "\n")
