@@ -194,13 +194,17 @@ def main() -> None:
             pair_s = mldsa_s = ecdsa_s = 0.0
             signs = done = 0
             segment_rates, segment_signing = [], []
+            worker_busy = 0.0
             for k in range(args.segments):
                 count = args.pairs * (k + 1) // args.segments - done
                 if profiler:
                     profiler.enable()
+                busy_before = ledger.signer.busy_seconds() if ledger.signer else 0.0
                 start = time.perf_counter()
                 run_writers(ledger, args.seed, args.warmup + done, count, args.writers)
                 elapsed = time.perf_counter() - start
+                if ledger.signer:
+                    worker_busy += ledger.signer.busy_seconds() - busy_before
                 if profiler:
                     profiler.disable()
                 done += count
@@ -241,6 +245,9 @@ def main() -> None:
             "writers": args.writers,
             "signer": args.signer,
             "bound_cores": 1,
+            "signer_process_busy_fraction": (
+                round(worker_busy / pair_s, 3) if args.signer == "process" else None
+            ),
             "warmup_pairs": args.warmup,
             "pairs_per_s": round(pairs_per_s, 1),
             "ms_per_pair": round(1e3 / pairs_per_s, 3),

@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -120,6 +121,11 @@ class ProcessSigner:
         """The signed checkpoint note of ``(size, root)`` (both checkpoint keys)."""
         note: str = self._call("checkpoint", (size, root))
         return note
+
+    def busy_seconds(self) -> float:
+        """Time the worker has spent signing so far (to see whether it is the bottleneck)."""
+        busy: float = self._call("busy", ())
+        return busy
 
     def close(self) -> None:
         """Stop the worker (after it answered what was sent); later requests fail."""
@@ -240,6 +246,7 @@ def _serve(conn: Connection, keys_dir: str) -> None:
         conn.send(("error", type(exc).__name__, str(exc)))
         return
     conn.send(("ready", keyring.public_keys().to_json()))
+    busy = 0.0
     while True:
         try:
             call_id, op, args = conn.recv()
@@ -247,12 +254,14 @@ def _serve(conn: Connection, keys_dir: str) -> None:
             return  # the ledger process is gone
         if op == "stop":
             return
+        start = time.perf_counter()
         try:
-            value = _run(keyring, op, args)
+            value = busy if op == "busy" else _run(keyring, op, args)
         except Exception as exc:  # reported to the caller, the worker keeps serving
             conn.send((call_id, False, f"{type(exc).__name__}: {exc}"))
         else:
             conn.send((call_id, True, value))
+        busy += time.perf_counter() - start
 
 
 def _run(keyring: KeyRing, op: str, args: tuple[Any, ...]) -> Any:
