@@ -14,7 +14,8 @@ $(VENV)/.ready: pyproject.toml Cargo.toml rust/merkle_verify/Cargo.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip==25.3"
 	# Builds the Rust extension lineage_audit._merkle_verify with maturin.
-	$(PIP) install --quiet -e ".[dev,bench]"
+	# torch (a CUDA build from PyPI; runs on CPU) and pykeops: the Tier 3 backends tested here.
+	$(PIP) install --quiet -e ".[dev,bench,torch,keops]"
 	touch $@
 
 # Re-runs the (incremental) extension build on every call so Rust edits are picked up.
