@@ -58,6 +58,22 @@ EXPECTED = {
             "fraction_of_sha256_bound",
         },
     ),
+    "bench_divergence.py": (
+        "divergence",
+        {
+            "dimension",
+            "reference_rows",
+            "window",
+            "fit_seconds",
+            "decision_ms",
+            "statistic",
+            "backends",
+            "sgemm_gflops",
+            "kernel_gflops",
+            "fraction_of_sgemm",
+            "max_rel_ours_vs_float64",
+        },
+    ),
     "bench_envelopes.py": (
         "envelopes",
         {

@@ -43,8 +43,15 @@ class TorchBackend(KernelBackend):
             return value
         return self.to_device(value)
 
-    def _block_row_sums(self, y_scaled: Any, x_block: Any, shift: float) -> Any:
-        block = self.torch.mm(y_scaled, x_block.T)
+    def _scratch(self, rows: int, cols: int) -> Any:
+        """One float32 buffer for every kernel block of a call (no allocation per block)."""
+        size = min(rows, self.block_rows) * min(cols, self.block_rows)
+        return self.torch.empty(size, dtype=self.torch.float32, device=self._device)
+
+    def _block_row_sums(self, y_scaled: Any, x_block: Any, shift: float, scratch: Any) -> Any:
+        rows, cols = len(y_scaled), len(x_block)
+        block = scratch[: rows * cols].view(rows, cols)
+        self.torch.mm(y_scaled, x_block.T, out=block)
         if shift:
             block.sub_(shift)
         block.exp_()
@@ -55,11 +62,13 @@ class TorchBackend(KernelBackend):
         shift, scale = exp_offset(gamma)
         out = self.torch.zeros(len(y), dtype=self.torch.float64, device=self._device)
         with self.torch.no_grad():
+            scratch = self._scratch(len(y), len(x))
             for i in self.blocks(len(y)):
                 y_scaled = y[i : i + self.block_rows] * (2.0 * gamma)
                 acc = out[i : i + self.block_rows]
                 for j in self.blocks(len(x)):
-                    acc += self._block_row_sums(y_scaled, x[j : j + self.block_rows], shift)
+                    x_block = x[j : j + self.block_rows]
+                    acc += self._block_row_sums(y_scaled, x_block, shift, scratch)
         return out.cpu().numpy() * (scale / len(x))
 
     def pair_sum(self, y: Any, gamma: float) -> float:
@@ -67,12 +76,14 @@ class TorchBackend(KernelBackend):
         shift, scale = exp_offset(gamma)
         total = 0.0
         with self.torch.no_grad():
+            scratch = self._scratch(len(y), len(y))
             for i in self.blocks(len(y)):
                 y_scaled = y[i : i + self.block_rows] * (2.0 * gamma)
                 for j in self.blocks(len(y)):
                     if j < i:  # symmetric: off-diagonal block pairs counted twice
                         continue
-                    rows = self._block_row_sums(y_scaled, y[j : j + self.block_rows], shift)
+                    y_block = y[j : j + self.block_rows]
+                    rows = self._block_row_sums(y_scaled, y_block, shift, scratch)
                     part = float(rows.sum())
                     total += part if i == j else 2.0 * part
         return total * scale - len(y)
