@@ -24,17 +24,23 @@ BACKENDS: dict[str, Callable[..., KernelBackend]] = {
     "keops": KeOpsBackend,
 }
 
-# On CPU, KeOps beats blocked GEMM only at low dimension (its reduction is O(D) scalar work
-# per pair, GEMM runs at BLAS speed). Measured on this 2-core machine by
-# benches/bench_divergence.py (see docs/benchmarks.md): faster at D=16, slower at D>=384.
-KEOPS_CPU_MAX_DIM = 64
+# On CPU, KeOps never beat blocked GEMM on this machine (2-core AMD EPYC; KeOps compiles its
+# CPU reductions as portable scalar C++, GEMM runs in BLAS). benches/bench_divergence.py,
+# quiet run in docs/benchmarks.md (Tier 3), kernel phase (cross n x M + within n x n),
+# KeOps vs numpy GEMM: D=16 32.7 vs 1.0 ms (M=5000, n=256) and 351 vs 14.9 ms (M=20000,
+# n=1024), 21-32x slower; D=384 115-131x, D=768 127x slower. torch CPU vs numpy: within
+# +-15 % at D=16, 7-27 % slower at D>=384, so `auto` keeps numpy on CPU and never picks
+# KeOps there (it stays selectable by name: bounded memory without BLAS).
+KEOPS_CPU_MAX_DIM = 0
 # On a GPU, KeOps keeps its advantage to higher dimension (published KeOps figures; not
 # measured here: no GPU).
 KEOPS_GPU_MAX_DIM = 128
 # Below this many kernel evaluations, torch's per-call overhead outweighs cuBLAS speed.
+# Not measured (no GPU here): an estimate (~1 ms of launch and copy overhead per call).
 GPU_MIN_PAIRS = 1 << 20
 # KeOps pays a fixed cost per call (argument checks, dispatch into the compiled module) that
-# small reductions such as one window's own n x n term never amortise.
+# small reductions such as one window's own n x n term never amortise (inactive on CPU while
+# KEOPS_CPU_MAX_DIM is 0).
 KEOPS_MIN_PAIRS = 1 << 20
 
 
