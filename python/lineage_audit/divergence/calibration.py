@@ -65,6 +65,9 @@ def block_bootstrap_indices(
     free = pool_rows - blocks * (block_length - 1)
     slots = np.sort(rng.choice(free, size=blocks, replace=False))
     starts = slots + np.arange(blocks) * (block_length - 1)
+    # Random block order: when n is not a multiple of L the last block is cut short, and that
+    # must not always be the highest block (the pool's last rows would never be drawn).
+    starts = starts[rng.permutation(blocks)]
     rows = (starts[:, None] + np.arange(block_length)[None, :]).reshape(-1)
     return rows[:window]
 

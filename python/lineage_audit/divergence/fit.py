@@ -66,16 +66,14 @@ def fit_baseline(
         xx, xx_method = _reference_term(reference, bandwidth, cross_backend, config, rng)
         witness_split = _split_targets(target_rows, config, rng)
         scorer = KernelScorer(
-            reference, bandwidth, cross_backend, xx=xx,
+            reference, bandwidth, cross_backend, xx=xx, window_backend=window_backend,
             targets=None if witness_split is None else witness_split[0],
         )  # fmt: skip
         pool_cross = _chunked(scorer.cross_means, pool, bar)
         pool_witness = None
         if witness_split is not None:
             pool_witness = _chunked(scorer.target_means, pool, bar) - pool_cross
-        calibration = _PoolCalibration(
-            scorer, window_backend, pool, pool_cross, pool_witness, config, rng, bar
-        )
+        calibration = _PoolCalibration(scorer, pool, pool_cross, pool_witness, config, rng, bar)
         nulls, sims, witness_means = calibration.nulls()
         witness = _witness_model(scorer, witness_split, pool_witness, witness_means)
         arl0 = calibration.arl0(nulls)
@@ -196,7 +194,6 @@ class _PoolCalibration:
     def __init__(
         self,
         scorer: KernelScorer,
-        window_backend: KernelBackend,
         pool: np.ndarray,
         pool_cross: np.ndarray,
         pool_witness: np.ndarray | None,
@@ -205,25 +202,21 @@ class _PoolCalibration:
         bar,
     ) -> None:
         self.scorer = scorer
-        self.window_backend = window_backend
         self.pool = pool
         self.pool_cross = pool_cross
         self.pool_witness = pool_witness
         self.config = config
         self.rng = rng
         self.bar = bar
-        self.gamma = scorer.bandwidth.gamma
 
     def statistic(self, indices: np.ndarray) -> tuple[float, float, float]:
         """``(MMD², mean similarity, witness mean)`` of the pool rows at ``indices``."""
         window = self.pool[indices]
-        n = len(window)
-        within = self.window_backend.pair_sum(window, self.gamma) / (n * (n - 1))
-        mmd2 = self.scorer.xx + within - 2.0 * float(self.pool_cross[indices].mean())
+        stat, _ = self.scorer.terms(window, cross=self.pool_cross[indices])
         witness = math.nan
         if self.pool_witness is not None:
             witness = float(self.pool_witness[indices].mean())
-        return mmd2, mean_similarity(window), witness
+        return stat.mmd2, mean_similarity(window), witness
 
     def _tick(self, steps: int) -> None:
         if self.bar is not None:

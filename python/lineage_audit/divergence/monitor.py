@@ -94,13 +94,13 @@ class AssetMonitor:
             backend, device=device, dimension=baseline.dimension,
             pairs=len(baseline.reference) * policy.size, block_rows=block_rows,
         )  # fmt: skip
-        self.scorer = KernelScorer(
-            baseline.reference, baseline.bandwidth, cross, xx=baseline.xx,
-            targets=baseline.targets,
-        )  # fmt: skip
         self.window_backend = make_backend(
             backend, device=device, dimension=baseline.dimension,
             pairs=policy.size * policy.size, block_rows=block_rows,
+        )  # fmt: skip
+        self.scorer = KernelScorer(
+            baseline.reference, baseline.bandwidth, cross, xx=baseline.xx,
+            targets=baseline.targets, window_backend=self.window_backend,
         )  # fmt: skip
         self._rows = np.zeros((0, baseline.dimension), dtype=np.float32)
         self._times: np.ndarray | None = None
@@ -216,9 +216,8 @@ class AssetMonitor:
             return self._result(index, rows, placement, status="insufficient")
         if size < len(rows):  # thin a time window evenly to a calibrated size
             rows = rows[np.linspace(0, len(rows) - 1, size).round().astype(np.int64)]
-        cross = self.scorer.cross_means(rows)
-        within = self.window_backend.pair_sum(rows, self.baseline.bandwidth.gamma)
-        mmd2 = self.baseline.xx + within / (size * (size - 1)) - 2.0 * float(cross.mean())
+        stat, cross = self.scorer.terms(rows)
+        mmd2 = stat.mmd2
         null = self.baseline.null_for(size)
         p = null.p_value(mmd2)
         similarity = mean_similarity(rows)

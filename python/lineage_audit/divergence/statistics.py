@@ -115,7 +115,8 @@ class KernelScorer:
     """MMD² and witness terms of windows against one reference, on one backend.
 
     The reference is moved to the backend's device once. ``xx`` (the reference's own term) is
-    computed once, or given (a baseline stores it).
+    computed once, or given (a baseline stores it). ``window_backend`` computes the windows'
+    own n x n terms (small reductions may prefer another backend than the n x M ones).
     """
 
     def __init__(
@@ -126,12 +127,14 @@ class KernelScorer:
         *,
         xx: float | None = None,
         targets: np.ndarray | None = None,
+        window_backend: KernelBackend | None = None,
     ) -> None:
         if len(reference) < 2:
             raise InputError("reference", "need at least 2 rows", len(reference))
         self.dimension = int(reference.shape[1])
         self.bandwidth = bandwidth
         self.backend = backend
+        self.window_backend = window_backend or backend
         self.reference_rows = len(reference)
         self._reference = backend.to_device(reference)
         self._targets = None if targets is None else backend.to_device(targets)
@@ -160,20 +163,23 @@ class KernelScorer:
         n = len(window)
         if n < 2:
             raise InputError("window", "need at least 2 rows for an unbiased MMD²", n)
-        return self.backend.pair_sum(self.backend.to_device(window), self.bandwidth.gamma) / (
-            n * (n - 1)
-        )
+        backend = self.window_backend
+        return backend.pair_sum(backend.to_device(window), self.bandwidth.gamma) / (n * (n - 1))
 
-    def statistic(
-        self, window: np.ndarray, cross: np.ndarray | None = None
+    def terms(
+        self, rows: np.ndarray, cross: np.ndarray | None = None
     ) -> tuple[WindowStatistic, np.ndarray]:
-        """The window's MMD² terms and its per-row cross means (reused by the witness)."""
+        """MMD² terms of already-validated unit rows, and their per-row cross means (the
+        witness reuses them); ``cross`` may be given when precomputed (calibration pool)."""
+        cross = self.cross_means(rows) if cross is None else cross
+        return WindowStatistic(len(rows), self.xx, self.within(rows), float(cross.mean())), cross
+
+    def statistic(self, window: np.ndarray) -> tuple[WindowStatistic, np.ndarray]:
+        """:meth:`terms` of a window after validation and L2 normalisation."""
         window = prepare_embeddings(window, dimension=self.dimension, field="window")
         if len(window) < 2:
             raise InputError("window", "need at least 2 rows for an unbiased MMD²", len(window))
-        cross = self.cross_means(window) if cross is None else cross
-        stat = WindowStatistic(len(window), self.xx, self.within(window), float(cross.mean()))
-        return stat, cross
+        return self.terms(window)
 
 
 @dataclass(frozen=True)
