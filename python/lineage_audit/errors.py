@@ -6,7 +6,7 @@ the CLI turns any of them into ``error: <message>`` and exit code 2.
 
 from __future__ import annotations
 
-__all__ = ["LineageAuditError", "describe"]
+__all__ = ["FieldError", "LineageAuditError", "describe"]
 
 
 class LineageAuditError(Exception):
@@ -19,3 +19,16 @@ def describe(value: object, limit: int = 80) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
+
+
+class FieldError(LineageAuditError, ValueError):
+    """Input whose named ``field`` (dotted path) has a ``problem``; ``value`` is what was found."""
+
+    def __init__(self, field: str, problem: str, value: object = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.value = value
+        detail = f"{field}: {problem}"
+        if value is not None:
+            detail += f" (got {describe(value)})"
+        super().__init__(detail)

@@ -32,7 +32,7 @@ import rfc8785
 from .baseline import Baseline, BaselineConfig
 from .calibration import NullDistribution
 from .errors import ArtifactError
-from .inputs import list_column_to_matrix
+from .inputs import file_sha256, list_column_to_matrix
 from .statistics import Bandwidth, WitnessModel
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_baseline", "save_baseline"]
@@ -44,14 +44,6 @@ REFERENCE = "reference.arrow"
 TARGETS = "targets.arrow"
 NULLS = "null.parquet"
 _NULL_KINDS = ("mmd2", "similarity")
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _version_of(manifest: dict[str, Any]) -> str:
@@ -94,7 +86,7 @@ def _write_data(baseline: Baseline, staging: Path) -> dict[str, dict[str, Any]]:
         names.append(TARGETS)
     _write_nulls(staging / NULLS, baseline)
     return {
-        name: {"sha256": _sha256_file(staging / name), "bytes": (staging / name).stat().st_size}
+        name: {"sha256": file_sha256(staging / name), "bytes": (staging / name).stat().st_size}
         for name in names
     }
 
@@ -218,7 +210,7 @@ def _check_files(directory: Path, manifest: dict[str, Any]) -> None:
             raise ArtifactError(
                 f"{path}: {size} bytes, manifest says {meta.get('bytes')} (truncated or altered)"
             )
-        if _sha256_file(path) != meta.get("sha256"):
+        if file_sha256(path) != meta.get("sha256"):
             raise ArtifactError(f"{path}: SHA-256 does not match the manifest (altered)")
 
 

@@ -12,7 +12,6 @@ imports without them; ``encoder_id`` and ``dimension`` need neither.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendUnavailable, InputError
+from .inputs import file_sha256
 
 __all__ = ["EncoderUnavailable", "SentenceEncoder", "file_sha256"]
 
@@ -36,15 +36,6 @@ PROGRESS_MIN_TEXTS = 512
 
 class EncoderUnavailable(BackendUnavailable):
     """The model package, or torch/transformers, is not installed here."""
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (model weights are ~100 MB)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path) -> dict[str, Any]:

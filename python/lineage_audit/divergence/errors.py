@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import LineageAuditError, describe
+from ..errors import FieldError, LineageAuditError
 
 __all__ = [
     "ArtifactError",
@@ -18,17 +18,8 @@ class DivergenceError(LineageAuditError):
     """Base class of every divergence-engine error."""
 
 
-class InputError(DivergenceError, ValueError):
+class InputError(DivergenceError, FieldError):
     """Embeddings or parameters that cannot be scored (shape, NaN/inf, empty, dimension)."""
-
-    def __init__(self, field: str, problem: str, value: object = None) -> None:
-        self.field = field
-        self.problem = problem
-        self.value = value
-        detail = f"{field}: {problem}"
-        if value is not None:
-            detail += f" (got {describe(value)})"
-        super().__init__(detail)
 
 
 class BaselineError(DivergenceError):

@@ -6,6 +6,7 @@ with the row and column that are wrong before anything is computed or written.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["EmbeddingTable", "load_embeddings", "prepare_embeddings"]
+__all__ = ["EmbeddingTable", "file_sha256", "load_embeddings", "prepare_embeddings"]
 
 # Column names tried, in order, when a table's embedding or time column is not given.
 EMBEDDING_COLUMNS = ("embedding", "embeddings", "vector")
@@ -70,6 +71,15 @@ def _normalised_copy(array: np.ndarray, field: str) -> np.ndarray:
     out = np.empty(array.shape, dtype=np.float32)
     np.divide(array, norms[:, None], out=out, casting="unsafe")
     return out
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (embedding files and model weights are large)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def row_norms(array: np.ndarray, chunk: int = 16384) -> np.ndarray:

@@ -8,7 +8,6 @@ that hash is the artifact's signature).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from .backends import DEFAULT_BLOCK_ROWS
 from .baseline import Baseline, BaselineConfig
 from .errors import InputError
 from .fit import fit_baseline
-from .inputs import EmbeddingTable, prepare_embeddings
+from .inputs import EmbeddingTable, file_sha256, prepare_embeddings
 from .monitor import Monitor, WindowPolicy
 from .series import SeriesWriter, WindowResult
 
@@ -29,11 +28,7 @@ __all__ = ["FitJob", "ScoreJob", "file_subject"]
 
 def file_subject(path: str | Path, kind: str) -> tuple[str, str]:
     """An in-toto subject ``(kind:name, sha256)`` for a file the job read."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"{kind}:{Path(path).name}", digest.hexdigest()
+    return f"{kind}:{Path(path).name}", file_sha256(path)
 
 
 @dataclass

@@ -6,7 +6,7 @@ messages name the offending field (or file) and value.
 
 from __future__ import annotations
 
-from ..errors import LineageAuditError, describe
+from ..errors import FieldError, LineageAuditError
 
 __all__ = [
     "AppendError",
@@ -27,20 +27,11 @@ class LedgerError(LineageAuditError):
     """Base class of every ledger error."""
 
 
-class FormatError(LedgerError, ValueError):
+class FormatError(LedgerError, FieldError):
     """Input that does not match a format of docs/formats.md.
 
     ``field`` names the offending field (dotted path), ``value`` the value found.
     """
-
-    def __init__(self, field: str, problem: str, value: object = None) -> None:
-        self.field = field
-        self.problem = problem
-        self.value = value
-        detail = f"{field}: {problem}"
-        if value is not None:
-            detail += f" (got {describe(value)})"
-        super().__init__(detail)
 
 
 class KeyFileError(LedgerError):
