@@ -28,9 +28,10 @@ BACKENDS: dict[str, Callable[..., KernelBackend]] = {
 # CPU reductions as portable scalar C++, GEMM runs in BLAS). benches/bench_divergence.py,
 # quiet run in docs/benchmarks.md (Tier 3), kernel phase (cross n x M + within n x n),
 # KeOps vs numpy GEMM: D=16 32.7 vs 1.0 ms (M=5000, n=256) and 351 vs 14.9 ms (M=20000,
-# n=1024), 21-32x slower; D=384 115-131x, D=768 127x slower. torch CPU vs numpy: within
-# +-15 % at D=16, 7-27 % slower at D>=384, so `auto` keeps numpy on CPU and never picks
-# KeOps there (it stays selectable by name: bounded memory without BLAS).
+# n=1024), 21-32x slower; D=384 115-131x, D=768 127x slower. After the KeOps backend moved
+# to the squared-distance form: 5.2-5.7x slower at D=16 (same bench, --dims 16).
+# torch CPU vs numpy: within +-15 % at D=16, 7-27 % slower at D>=384, so `auto` keeps numpy
+# on CPU and never picks KeOps there (it stays selectable by name: bounded memory, no BLAS).
 KEOPS_CPU_MAX_DIM = 0
 # On a GPU, KeOps keeps its advantage to higher dimension (published KeOps figures; not
 # measured here: no GPU).
