@@ -18,7 +18,7 @@ from lineage_audit.divergence import (
     save_baseline,
 )
 from lineage_audit.divergence.inputs import EmbeddingTable
-from lineage_audit.divergence.jobs import FitJob
+from lineage_audit.divergence.jobs import FitJob, verify_baseline_evidence
 from lineage_audit.divergence.monitor import AssetMonitor, WindowPolicy
 
 CONFIG = BaselineConfig(
@@ -123,6 +123,26 @@ def test_fit_job_is_a_write_ahead_ledger_action(ledger, tmp_path):
     assert outcome["predicate"]["result"]["version"] == baseline.version
     assert outcome["predicate"]["result"]["manifest_sha256"] == baseline.manifest_sha256
     assert load_baseline(tmp_path / "out").manifest_sha256 == baseline.manifest_sha256
+
+
+def test_artifact_verifies_offline_against_its_ledger_evidence(
+    ledger, tmp_path, keyring, other_keyring
+):
+    rng = np.random.default_rng(3)
+    table = EmbeddingTable(gaussian(rng, 3000), None, str(tmp_path / "emb.npy"))
+    np.save(tmp_path / "emb.npy", table.vectors)
+    baseline = FitJob(table, tmp_path / "out", CONFIG).run(ledger, "user:alice")
+    message = verify_baseline_evidence(tmp_path / "out", keyring.public_keys())
+    assert f"baseline {baseline.version} matches the signed baseline.fit outcome" in message
+    with pytest.raises(ArtifactError, match=r"ledger-evidence\.json: INVALID"):
+        verify_baseline_evidence(tmp_path / "out", other_keyring.public_keys())
+    manifest = tmp_path / "out" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"asset_class"', '"asset_class" ', 1))
+    with pytest.raises(ArtifactError, match="is not the one the ledger recorded at seq 1"):
+        verify_baseline_evidence(tmp_path / "out", keyring.public_keys())
+    (tmp_path / "out" / "ledger-evidence.json").unlink()
+    with pytest.raises(ArtifactError, match="carries no ledger evidence"):
+        verify_baseline_evidence(tmp_path / "out", keyring.public_keys())
 
 
 def test_fit_job_with_bad_input_writes_nothing(ledger, tmp_path):

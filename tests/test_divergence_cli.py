@@ -50,8 +50,11 @@ def test_fit_show_and_score(cli, workdir, keys_dir):
     code, out, err = _fit(cli, workdir, keys_dir)
     assert code == 0, err
     assert "baseline bl-" in out and "ARL0 of consecutive(n=3, z=3.0)" in out
-    code, out, _ = cli("baseline", "show", workdir / "bl", "--json")
+    pub = workdir / "keys.pub.json"
+    assert cli("keys", "export", "--dir", keys_dir, "-o", pub)[0] == 0
+    code, out, _ = cli("baseline", "show", workdir / "bl", "--json", "--pubkeys", pub)
     summary = json.loads(out)
+    assert "matches the signed baseline.fit outcome at seq 1" in summary["ledger_evidence"]
     assert summary["window_sizes"] == [32] and summary["encoder_id"] == "enc"
     assert summary["witness"] is True and summary["reference_rows"] == 2800
     code, out, err = cli(
@@ -68,6 +71,7 @@ def test_fit_show_and_score(cli, workdir, keys_dir):
     with Ledger.open(workdir / "l.db") as ledger:
         actions = [e.statement()["predicate"]["action"] for e in ledger.entries()]
     assert actions == ["baseline.fit"] * 2 + ["alert.watch"] * 2 + ["alert.halt"] * 2
+    assert (workdir / "bl" / "ledger-evidence.json").exists()
 
 
 def test_time_windows_from_the_cli(cli, workdir, keys_dir):

@@ -17,7 +17,7 @@ from .artifact import load_baseline
 from .baseline import Baseline, BaselineConfig
 from .errors import InputError
 from .inputs import load_embeddings
-from .jobs import FitJob, ScoreJob
+from .jobs import FitJob, ScoreJob, verify_baseline_evidence
 from .monitor import WindowPolicy
 from .rules import Transition, WatchRule, parse_halt_rule
 from .series import WindowResult
@@ -88,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show = sub.add_parser("show", help="verify a baseline artifact and print its summary")
     show.add_argument("artifact", type=Path, help="baseline directory")
     show.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
+    show.add_argument(
+        "--pubkeys", type=Path, help="also verify the artifact's ledger evidence against these keys"
+    )
     show.set_defaults(func=_show)
     _register_score(subparsers)
 
@@ -221,10 +224,15 @@ def _print_summary(baseline: Baseline, where: Path) -> None:
 
 def _show(args: argparse.Namespace) -> int:
     baseline = load_baseline(args.artifact)
+    evidence = None
+    if args.pubkeys is not None:
+        evidence = verify_baseline_evidence(args.artifact, args.pubkeys)
     if args.json:
-        print(json.dumps(_summary(baseline), indent=2))
+        print(json.dumps({**_summary(baseline), "ledger_evidence": evidence}, indent=2))
     else:
         _print_summary(baseline, args.artifact)
+        if evidence:
+            print(f"  ledger evidence  {evidence}")
     return 0
 
 
