@@ -4,6 +4,10 @@ refused with the right status code and a message naming the problem, health and 
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -243,3 +247,40 @@ def test_config_from_toml(tmp_path, baseline_dir):
     path.write_text("[server]\nprot = 1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"server\.prot: unknown key"):
         ServerConfig.from_toml(path)
+
+
+def test_serve_cli_serves_from_a_toml_config_and_stops_on_sigterm(tmp_path, baseline_dir):
+    path = tmp_path / "server.toml"
+    path.write_text(
+        f'[server]\nport = 50999\n\n[assets.news]\nbaseline = "{baseline_dir}"\n'
+        'backend = "numpy"\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "LINEAGE_AUDIT_PORT": "1"}  # the --port flag wins over the env
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lineage_audit", "serve", "--config", str(path), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("serving on 127.0.0.1:"), (line, proc.stderr.read())
+        address = line.removeprefix("serving on ")
+        assert not address.endswith((":0", ":1", ":50999"))
+        with grpc.insecure_channel(address) as ch:
+            stub = scoring_pb2_grpc.ScoringServiceStub(ch)
+            reply = stub.Score(_request(gaussian(np.random.default_rng(1), N)), timeout=30)
+            assert reply.result.status == "scored"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_cli_refuses_a_config_without_assets(tmp_path, run_cli):
+    path = tmp_path / "server.toml"
+    path.write_text("[server]\nport = 0\n", encoding="utf-8")
+    result = run_cli("serve", "--config", str(path))
+    assert result.returncode == 2
+    assert "error: assets:" in result.stderr and "nothing to serve" in result.stderr
