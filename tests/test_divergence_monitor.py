@@ -88,6 +88,13 @@ def test_strided_and_time_windows(saved_baseline):
     results = monitor.observe("a", gaussian(rng, 100))
     assert [(r.start_row, r.end_row) for r in results] == [(0, 32), (16, 48), (32, 64),
                                                             (48, 80), (64, 96)]  # fmt: skip
+    sparse_windows = Monitor()
+    sparse_windows.add_asset("g", saved_baseline, WindowPolicy(N, stride=50), backend="numpy")
+    got = sparse_windows.observe("g", gaussian(rng, 60)) + sparse_windows.observe(
+        "g", gaussian(rng, 60)
+    )  # stride > size: rows between windows are skipped, positions stay true
+    assert [(r.start_row, r.end_row) for r in got] == [(0, 32), (50, 82)]
+    assert sparse_windows.observe("g", gaussian(rng, 12))[0].start_row == 100
     timed = Monitor()
     timed.add_asset("t", saved_baseline, WindowPolicy(N, duration_ns=100, stride_ns=100))
     times = np.arange(0, 400, 2)  # 50 rows per 100 ns

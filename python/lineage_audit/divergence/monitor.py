@@ -139,8 +139,7 @@ class AssetMonitor:
 
     def ready_windows(self, *, final: bool = False) -> list[tuple[np.ndarray, dict[str, Any]]]:
         """Windows complete now, as ``(rows, placement)``; consumes rows no longer needed."""
-        out = self._time_windows(final) if self.policy.by_time else self._count_windows()
-        return out
+        return self._time_windows(final) if self.policy.by_time else self._count_windows()
 
     def _count_windows(self) -> list[tuple[np.ndarray, dict[str, Any]]]:
         size, out = self.policy.size, []
@@ -148,7 +147,9 @@ class AssetMonitor:
             local = self._next_start - self._offset
             out.append((self._rows[local : local + size], self._placement(local, local + size)))
             self._next_start += self.policy.row_stride
-        self._drop_before(self._next_start - self._offset)
+        # With stride > size the next window may start beyond the rows seen so far: drop only
+        # what is buffered, so later rows keep their true stream positions.
+        self._drop_before(min(self._next_start - self._offset, len(self._rows)))
         return out
 
     def _time_windows(self, final: bool) -> list[tuple[np.ndarray, dict[str, Any]]]:
