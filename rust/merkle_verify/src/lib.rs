@@ -14,6 +14,7 @@ pub mod dsse;
 pub mod keys;
 pub mod leaf;
 pub mod merkle;
+pub mod shared_paths;
 pub mod signature;
 pub mod tlog_proof;
 
