@@ -149,7 +149,9 @@ pub fn inclusion_proof_len_fast(index: u64, size: u64) -> usize {
 /// `leaf_hashes` is n × 32 bytes, `packed_proofs` the proofs concatenated in order, each
 /// of [`merkle::inclusion_proof_len`]`(index, size)` hashes (none for an index beyond the
 /// tree, whose verdict is then false). One verdict per item, in order; the same verdicts
-/// as [`merkle::verify_inclusion`] on each item. Errors only for inconsistent lengths.
+/// as [`merkle::verify_inclusion`] on each item. Proofs are walked in leaf order so that
+/// upper nodes shared by neighbours are hashed once ([`PathMemo`]). Errors only for
+/// inconsistent lengths.
 pub fn verify_inclusion_batch_packed(
     leaf_hashes: &[u8],
     indices: &[u64],
