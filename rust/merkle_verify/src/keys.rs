@@ -31,12 +31,12 @@ pub enum KeysError {
     Field { field: &'static str, reason: String },
 }
 
-/// `ecdsa-p256:` + hex(SHA-256(SPKI)[:8]).
+/// `ecdsa-p256:` + `hex(SHA-256(SPKI)[:8])`.
 pub fn record_ecdsa_key_id(spki: &[u8]) -> String {
     format!("ecdsa-p256:{}", hex8(&Sha256::digest(spki)))
 }
 
-/// `ml-dsa-65:` + hex(SHA-256(pk)[:8]).
+/// `ml-dsa-65:` + `hex(SHA-256(pk)[:8])`.
 pub fn record_mldsa_key_id(pk: &[u8]) -> String {
     format!("ml-dsa-65:{}", hex8(&Sha256::digest(pk)))
 }
