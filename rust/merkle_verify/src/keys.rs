@@ -41,13 +41,13 @@ pub fn record_mldsa_key_id(pk: &[u8]) -> String {
     format!("ml-dsa-65:{}", hex8(&Sha256::digest(pk)))
 }
 
-/// Note key id of the checkpoint ECDSA key: SHA-256(SPKI)[:4] (C2SP type 0x02), big-endian.
+/// Note key id of the checkpoint ECDSA key: `SHA-256(SPKI)[:4]` (C2SP type 0x02), big-endian.
 pub fn checkpoint_ecdsa_key_id(spki: &[u8]) -> u32 {
     be_u32_prefix(&Sha256::digest(spki))
 }
 
 /// Note key id of the checkpoint ML-DSA-65 key:
-/// SHA-256(name ‖ 0x0A ‖ 0xFF ‖ "lineage-audit/ml-dsa-65/v1\n" ‖ pk)[:4], big-endian.
+/// `SHA-256(name ‖ 0x0A ‖ 0xFF ‖ "lineage-audit/ml-dsa-65/v1\n" ‖ pk)[:4]`, big-endian.
 pub fn checkpoint_mldsa_key_id(name: &str, pk: &[u8]) -> u32 {
     let digest = Sha256::new()
         .chain_update(name.as_bytes())
