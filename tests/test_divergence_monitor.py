@@ -155,3 +155,19 @@ def test_series_parts_are_complete_parquet_files(saved_baseline, tmp_path):
     for column in ("mmd2", "z", "p", "effect", "lambda_hat", "bandwidth_id", "baseline_version"):
         assert column in table.column_names
     assert json.loads(json.dumps(table.to_pylist()[0], default=str))["asset"] == "a"
+
+
+def test_a_failing_listener_is_recorded_and_scored_windows_still_reach_the_series(
+    saved_baseline, ledger, tmp_path
+):
+    def refuse(transition, result):
+        raise RuntimeError("pager unreachable")
+
+    monitor = Monitor(ledger=ledger, series=SeriesWriter(tmp_path / "s"), listeners=[refuse])
+    monitor.add_asset("a", saved_baseline, WindowPolicy(N), backend="numpy")
+    rng = np.random.default_rng(9)
+    with pytest.raises(RuntimeError, match="pager unreachable"):
+        monitor.observe("a", np.concatenate([gaussian(rng, N), model_like(rng, N)]))
+    outcome = list(ledger.entries())[-1].statement()["predicate"]
+    assert outcome["status"] == "failed" and "pager unreachable" in outcome["error"]["message"]
+    assert read_series(tmp_path / "s").column("level").to_pylist() == ["ok", "watch"]

@@ -329,18 +329,20 @@ class Monitor:
         return transition
 
     def _process(self, monitor: AssetMonitor, windows) -> list[WindowResult]:
-        results = []
-        for rows, placement in windows:
-            result = monitor.score(rows, placement)
-            transition = None
-            if result.status == "scored":
-                transition = monitor.alerts.step(result.window, result.z, result.effect)
-                result = _with_level(result, monitor.alerts.level)
-            results.append(result)
-            if transition is not None:
-                self._record(monitor, transition, result, actor=self.actor)
-        if self.series is not None:
-            self.series.write(results)
+        results: list[WindowResult] = []
+        try:
+            for rows, placement in windows:
+                result = monitor.score(rows, placement)
+                transition = None
+                if result.status == "scored":
+                    transition = monitor.alerts.step(result.window, result.z, result.effect)
+                    result = _with_level(result, monitor.alerts.level)
+                results.append(result)
+                if transition is not None:
+                    self._record(monitor, transition, result, actor=self.actor)
+        finally:  # windows already scored reach the series even if a listener or append fails
+            if self.series is not None:
+                self.series.write(results)
         return results
 
     def _record(
