@@ -109,6 +109,7 @@ class AssetMonitor:
         self._window_start_ns: int | None = None  # time windows: start of the next window
         self._last_time: int | None = None
         self.windows = 0
+        self.last_window_end = 0  # stream row after the last window scored
 
     # --- input ------------------------------------------------------------------------------
 
@@ -126,6 +127,16 @@ class AssetMonitor:
             raise InputError("times", f"expected one time per row ({len(rows)})", stamps.shape)
         _check_time_order(stamps, self._last_time)
         return rows, stamps
+
+    @property
+    def rows_seen(self) -> int:
+        """Rows added to the stream so far."""
+        return self._offset + len(self._rows)
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows received since the end of the last window scored."""
+        return self.rows_seen - self.last_window_end
 
     def add(self, rows: np.ndarray, times: np.ndarray | None) -> None:
         self._rows = np.concatenate([self._rows, rows]) if len(self._rows) else rows
@@ -208,6 +219,7 @@ class AssetMonitor:
         """Score the next window of the stream (rows already validated)."""
         index = self.windows
         self.windows += 1
+        self.last_window_end = placement["end_row"]
         return self._score(rows, placement, index=index, size=self._scoring_size(len(rows)))
 
     def _score(

@@ -27,8 +27,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self.executor = executor
         self.max_rows = max_rows
         self.locks = {asset: threading.Lock() for asset in monitor.assets}
-        self.received = dict.fromkeys(monitor.assets, 0)  # stream rows received per asset
-        self.completed = dict.fromkeys(monitor.assets, 0)  # end_row of the last stream window
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -98,7 +96,4 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     def _observe(self, asset: AssetMonitor, batch: Batch):
         name = asset.asset
         results = self.monitor.observe(name, batch.rows, batch.times, encoder_id=batch.encoder_id)
-        self.received[name] += len(batch.rows)
-        if results:
-            self.completed[name] = results[-1].end_row
-        return results, self.received[name] - self.completed[name]
+        return results, asset.pending_rows
