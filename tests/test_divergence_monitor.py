@@ -47,11 +47,12 @@ def test_sustained_shift_halts_after_n_windows_and_every_transition_is_recorded(
 ):
     seen_sizes = []
 
-    def listener(transition, result):
+    def listener(event):
         # write-ahead: the intent of this alert is already durable when listeners run
         seen_sizes.append(ledger.size)
         last = list(ledger.entries())[-1]
-        assert last.statement()["predicate"]["action"] == f"alert.{transition.after.value}"
+        assert last.seq == event.ledger_seq and event.actor in ("svc:test", "user:risk-officer")
+        assert last.statement()["predicate"]["action"] == f"alert.{event.transition.after.value}"
 
     monitor = Monitor(ledger=ledger, actor="svc:test", series=SeriesWriter(tmp_path / "s"),
                       listeners=[listener])  # fmt: skip
@@ -160,7 +161,7 @@ def test_series_parts_are_complete_parquet_files(saved_baseline, tmp_path):
 def test_a_failing_listener_is_recorded_and_scored_windows_still_reach_the_series(
     saved_baseline, ledger, tmp_path
 ):
-    def refuse(transition, result):
+    def refuse(event):
         raise RuntimeError("pager unreachable")
 
     monitor = Monitor(ledger=ledger, series=SeriesWriter(tmp_path / "s"), listeners=[refuse])

@@ -44,7 +44,10 @@ def baseline_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(baseline_dir):
     config = ServerConfig(
-        assets={"news": AssetConfig(baseline_dir, backend="numpy")}, port=0, max_rows=1000
+        assets={"news": AssetConfig(baseline_dir, backend="numpy")},
+        port=0,
+        http_port=-1,
+        max_rows=1000,
     )
     with ServerThread(config) as running:
         yield running
@@ -179,7 +182,7 @@ def test_bad_input_is_refused_with_a_named_problem_and_the_server_keeps_serving(
 
 def test_oversized_message_is_resource_exhausted(baseline_dir):
     config = ServerConfig(
-        assets={"news": AssetConfig(baseline_dir, backend="numpy")}, port=0,
+        assets={"news": AssetConfig(baseline_dir, backend="numpy")}, port=0, http_port=-1,
         max_message_bytes=4096,
     )  # fmt: skip
     rng = np.random.default_rng(2)
@@ -258,7 +261,8 @@ def test_serve_cli_serves_from_a_toml_config_and_stops_on_sigterm(tmp_path, base
     )
     env = {**os.environ, "LINEAGE_AUDIT_PORT": "1"}  # the --port flag wins over the env
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lineage_audit", "serve", "--config", str(path), "--port", "0"],
+        [sys.executable, "-m", "lineage_audit", "serve", "--config", str(path), "--port", "0",
+         "--http-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:

@@ -1,10 +1,13 @@
 """``lineage-audit demo``: the main job on the embedded default (SQLite, local files, CPU).
 
-Until the scoring server exists this runs Tier 3 and the ledger on generated embeddings:
-keys; a calibrated baseline fitted from time-ordered "clean" embeddings (recorded as a
-write-ahead action); a stream of clean windows, then windows where model-generated rows
-creep in, scored in sigmas with watch and halt alerts recorded before anyone is told; a halt
-hook that fails (its failed outcome is on the record too); signed checkpoints, an evidence
+Until the five-tier demo exists this runs the scoring server, Tier 3 and the ledger on
+generated embeddings: keys; a calibrated baseline fitted from time-ordered "clean" embeddings
+(recorded as a write-ahead action); ``lineage-audit serve`` started as a child process; several
+inference clients streaming clean windows over gRPC, then windows where model-generated rows
+creep in, scored in sigmas with watch and halt alerts recorded before anyone is told and
+printed as they arrive on ``WatchAlerts``; the halt's inclusion proof fetched over gRPC and
+verified with the Rust extension against the pinned keys; a halt hook that fails (its failed
+outcome is on the record too); signed checkpoints, an evidence
 bundle of the fit and the halt with a consistency proof, a tlog-proof, a tiles export, and
 verification by three independent verifiers (pure Python, the Rust extension, the
 ``merkle-verify`` binary), followed by a tamper that each of them catches.
@@ -13,6 +16,7 @@ verification by three independent verifiers (pure Python, the Rust extension, th
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -85,29 +89,124 @@ def _fit_baseline(ledger: Ledger, out: Path):
     return job.run(ledger, "demo:alice")
 
 
-def _stream(ledger: Ledger, baseline, windows: int, out: Path) -> list:
+DEMO_CLIENTS = 3
+DEMO_BATCH = 32  # rows per request: a window is completed by several clients' requests
+
+
+def _server_config(out: Path) -> Path:
+    path = out / "server.toml"
+    path.write_text(
+        "# written by lineage-audit demo\n"
+        '[server]\nhost = "127.0.0.1"\nport = 0\nhttp_port = 0\n'
+        'series_dir = "series-news"\nactor = "demo:scoring-server"\n\n'
+        '[ledger]\ndb = "ledger.db"\nkeys = "keys"\n\n'
+        f'[assets.news]\nbaseline = "baseline-news"\nwindow = {DEMO_WINDOW}\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _client_stream(address: str, client: int, phases, barrier, replies: list) -> None:
+    """One inference client: its share of each phase, one stream call per phase."""
     import numpy as np
 
-    from .divergence.monitor import Monitor, WindowPolicy
-    from .divergence.series import SeriesWriter
+    from .client import Client
 
-    def announce(transition, result):
-        _say(f"ALERT {transition.before.value} -> {transition.after.value}",
-             f"window {transition.window}: {transition.reason}")  # fmt: skip
+    rng = np.random.default_rng(100 + client)
+    with Client(address) as conn:
+        for batches, fraction in phases:
+            data = [_embeddings(rng, DEMO_BATCH, fraction) for _ in range(batches)]
+            replies += conn.stream("news", data, encoder_id="demo-encoder/64")
+            barrier.wait()  # every client's clean rows are in before contamination starts
 
-    monitor = Monitor(ledger=ledger, actor="demo:inference-cluster", listeners=[announce],
-                      series=SeriesWriter(out / "series-news"))  # fmt: skip
-    monitor.add_asset("news", baseline, WindowPolicy(DEMO_WINDOW))
-    rng = np.random.default_rng(13)
-    results = []
-    for w in range(windows):
-        fraction = 0.0 if w < windows // 2 else 0.3
-        (result,) = monitor.observe("news", _embeddings(rng, DEMO_WINDOW, fraction),
-                                    encoder_id="demo-encoder/64")  # fmt: skip
-        _say(f"window {w:>2} ({int(fraction * 100):>2}% model rows)",
-             f"z {result.z:5.2f}  effect {result.effect:.3f}  {result.level}")  # fmt: skip
-        results.append(result)
-    return results
+
+def _watch(address: str, alerts: list, subscribed) -> None:
+    import grpc
+
+    from .client import _LEVEL_NAMES, Client
+
+    with Client(address) as conn:
+        watch = conn.watch_alerts(["news"])
+        subscribed.set()
+        try:
+            for alert in watch:
+                alerts.append(alert)
+                _say(f"ALERT {_LEVEL_NAMES[alert.before]} -> {_LEVEL_NAMES[alert.after]}",
+                     f"window {alert.window} z {alert.z:.2f}: {alert.reason} "
+                     f"(ledger seq {alert.ledger_seq})")  # fmt: skip
+                if _LEVEL_NAMES[alert.after] == "halt":
+                    watch.cancel()
+        except grpc.RpcError as exc:  # cancelled after the halt, or the server stopped
+            if exc.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE):
+                raise
+
+
+def _serve_and_stream(out: Path, windows: int, pub_path: Path) -> dict:
+    """Start `lineage-audit serve`, stream from several clients, watch the alerts, prove one."""
+    import threading
+
+    from .server.process import ServerProcess
+
+    per_phase = windows // 2 * DEMO_WINDOW // DEMO_BATCH // DEMO_CLIENTS
+    phases = [(per_phase, 0.0), (per_phase, 0.3)]
+    replies: list = []
+    alerts: list = []
+    with ServerProcess(_server_config(out), log=out / "server.log") as server:
+        _say("server", f"lineage-audit serve on {server.address}, metrics {server.http_url}"
+             "/metrics")  # fmt: skip
+        subscribed = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(server.address, alerts, subscribed))
+        watcher.start()
+        subscribed.wait(60)
+        barrier = threading.Barrier(DEMO_CLIENTS)
+        clients = [
+            threading.Thread(target=_client_stream,
+                             args=(server.address, i, phases, barrier, replies))
+            for i in range(DEMO_CLIENTS)
+        ]  # fmt: skip
+        _say("clients", f"{DEMO_CLIENTS} streams of {DEMO_BATCH}-row batches: {windows // 2} "
+             "windows clean, then 30% model rows")  # fmt: skip
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        watcher.join(timeout=60)
+        scored = sorted((w for r in replies for w in r.windows), key=lambda w: w.window)
+        for w in scored:
+            _say(f"window {w.window:>2}", f"z {w.z:5.2f}  effect {w.effect:.3f}  {w.level}")
+        proof = _prove_alert(server.address, alerts, pub_path)
+    return {"alerts": alerts, "windows": scored, "proof": proof}
+
+
+def _prove_alert(address: str, alerts: list, pub_path: Path) -> str:
+    """Fetch a checkpoint and the halt's inclusion proof over gRPC; verify with the Rust
+    extension against the pinned keys (and check the proof is for the alert's own record)."""
+    from .client import _LEVEL_NAMES, Client
+
+    halts = [a for a in alerts if _LEVEL_NAMES[a.after] == "halt"]
+    if not halts:
+        return "no halt alert arrived"
+    seq = halts[0].ledger_seq
+    with Client(address) as conn:
+        checkpoint = conn.checkpoint(create=True)
+        proof = conn.inclusion_proof(seq, checkpoint.tree_size)
+        (entry,) = conn.entries(seq, seq + 1)
+        bundle = conn.evidence_bundle([seq])
+    statement = json.loads(base64.b64decode(json.loads(entry.envelope)["payload"]))
+    action = statement["predicate"]["action"]
+    try:
+        from . import _merkle_verify
+    except ImportError:
+        return "skipped (extension not built: run `make setup`)"
+    _say("checkpoint (gRPC)", f"size {checkpoint.tree_size}")
+    pinned = pub_path.read_bytes()
+    inclusion = _merkle_verify.verify_tlog_proof(proof.tlog_proof, pinned)
+    signed = _merkle_verify.verify_bundle(bundle, pinned)  # envelope signatures + leaf too
+    same = proof.leaf_hash == entry.leaf_hash and action == "alert.halt"
+    if not (inclusion["valid"] and signed["valid"] and same):
+        return f"INVALID seq {seq}: {inclusion['message']}; {signed['message']}"
+    return (f"VALID seq {seq} ({action} by {statement['predicate']['actor']}): inclusion in "
+            f"tree {proof.tree_size}, signatures and leaf checked")  # fmt: skip
 
 
 def _failed_halt_hook(ledger: Ledger, baseline) -> None:
@@ -181,7 +280,9 @@ def run(args: argparse.Namespace) -> int:
              f"{arl['arl0_lower_95']:.0f} windows")  # fmt: skip
         first = ledger.checkpoint()
         _say("checkpoint 1", f"size {first.size}")
-        _stream(ledger, baseline, args.windows, out)
+    served = _serve_and_stream(out, args.windows, pub_path)
+    _say("alert inclusion proof (Rust)", served["proof"])
+    with Ledger.open(db, keys_dir) as ledger:
         _failed_halt_hook(ledger, baseline)
         second = ledger.checkpoint()
         _say("checkpoint 2", f"size {second.size} (consistent with size {first.size})")
@@ -221,7 +322,9 @@ def run(args: argparse.Namespace) -> int:
     report = verify_ledger(_tamper_copy(db, out), public)
     _say("ledger verify on the copy", report.line())
     caught = not report.valid and report.seq == 5
-    ok = all_valid and caught
+    levels = [a.after for a in served["alerts"]]
+    alerted = levels[-2:] == [2, 3] and served["proof"].startswith("VALID")  # watch, then halt
+    ok = all_valid and caught and alerted
     print("demo finished: " + ("every verifier agrees" if ok else "UNEXPECTED RESULT (see above)"))
     return 0 if ok else 1
 

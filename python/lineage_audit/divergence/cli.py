@@ -260,7 +260,9 @@ def _score(args: argparse.Namespace) -> int:
     transitions: list[Transition] = []
     with _open_ledger(args) as ledger:
         results = job.run(
-            ledger, args.actor or _default_actor(), listeners=[lambda t, _r: transitions.append(t)]
+            ledger,
+            args.actor or _default_actor(),
+            listeners=[lambda event: transitions.append(event.transition)],
         )
     if args.json:
         for result in results:

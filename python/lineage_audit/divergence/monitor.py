@@ -30,9 +30,37 @@ from .rules import AlertState, HaltRule, Level, Transition, WatchRule
 from .series import SeriesWriter, WindowResult
 from .statistics import KernelScorer, mean_similarity
 
-__all__ = ["AssetMonitor", "Monitor", "WindowPolicy"]
+__all__ = ["AlertEvent", "AssetMonitor", "Monitor", "ObserveOutcome", "WindowPolicy"]
 
-Listener = Callable[[Transition, WindowResult | None], None]
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """What a listener is told about an alert transition, after its intent is on the ledger.
+
+    ``ledger_seq`` is the sequence number of the intent record (None without a ledger);
+    ``result`` is the window that caused it (None for a manual reset).
+    """
+
+    transition: Transition
+    result: WindowResult | None
+    actor: str
+    baseline_version: str
+    ledger_seq: int | None = None
+
+
+Listener = Callable[[AlertEvent], None]
+
+
+@dataclass(frozen=True)
+class ObserveOutcome:
+    """One batch of :meth:`Monitor.observe_many`: the windows it completed, or its error.
+
+    ``pending_rows`` counts the stream's rows after the end of the last window completed up
+    to and including this batch (rows still waiting for a window)."""
+
+    windows: list[WindowResult]
+    pending_rows: int
+    error: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +138,31 @@ class AssetMonitor:
         self._last_time: int | None = None
         self.windows = 0
         self.last_window_end = 0  # stream row after the last window scored
+        self.options = {"backend": backend, "device": device, "block_rows": block_rows}
+
+    def resume(self, *, windows: int, stream_row: int, level: Level) -> None:
+        """Continue a stream recorded earlier (a restart): next window index, stream position
+        after the last window, and the alert level then. Only before any row is added."""
+        if self.rows_seen or self.windows:
+            raise InputError("resume", "the stream has already started", self.rows_seen)
+        self.windows = windows
+        self._offset = self._next_start = self.last_window_end = stream_row
+        self.alerts.level = level
+
+    def successor(self, baseline: Baseline) -> AssetMonitor:
+        """A monitor of the same asset on another baseline, continuing this one's stream: the
+        window count, the stream position and the alert level carry over (a latched halt stays
+        latched); rows of a window not yet complete are dropped, since they would be scored
+        against two baselines."""
+        policy = self.policy
+        if not policy.by_time and policy.size not in baseline.window_sizes:
+            policy = WindowPolicy(baseline.window_sizes[0])
+        new = AssetMonitor(self.asset, baseline, policy, **self.options)
+        new.alerts.level = self.alerts.level
+        new.windows = self.windows
+        new._offset = new._next_start = new.last_window_end = self.rows_seen
+        new._last_time = self._last_time
+        return new
 
     # --- input ------------------------------------------------------------------------------
 
@@ -201,12 +254,23 @@ class AssetMonitor:
 
     def evaluate(self, vectors: Any, *, encoder_id: str | None = None) -> WindowResult:
         """Score one batch as one window, outside the stream: no window state, no alerts."""
+        return self.evaluate_many([self.check_one_off(vectors, encoder_id)])[0]
+
+    def check_one_off(self, vectors: Any, encoder_id: str | None = None) -> np.ndarray:
+        """Validated unit rows of a one-off window (a calibrated size), or an error."""
         rows, _ = self.validate_rows(vectors, encoder_id)
-        placement = {"start_row": 0, "end_row": len(rows), "start_time_ns": None,
-                     "end_time_ns": None}  # fmt: skip
         if not self.policy.by_time and len(rows) != self.policy.size:
             self.baseline.null_for(len(rows))  # refuse a size without a null
-        return self._score(rows, placement, index=-1, size=len(rows))
+        return rows
+
+    def evaluate_many(self, batches: Sequence[np.ndarray]) -> list[WindowResult]:
+        """One-off windows of checked rows (:meth:`check_one_off`), scored in one kernel call."""
+        windows = [
+            (rows, {"start_row": 0, "end_row": len(rows), "start_time_ns": None,
+                    "end_time_ns": None}, -1, len(rows))
+            for rows in batches
+        ]  # fmt: skip
+        return self._score_many(windows)
 
     def validate_rows(self, vectors: Any, encoder_id: str | None) -> tuple[np.ndarray, None]:
         array = np.asarray(vectors)
@@ -217,28 +281,58 @@ class AssetMonitor:
 
     def score(self, rows: np.ndarray, placement: dict[str, Any]) -> WindowResult:
         """Score the next window of the stream (rows already validated)."""
-        index = self.windows
-        self.windows += 1
-        self.last_window_end = placement["end_row"]
-        return self._score(rows, placement, index=index, size=self._scoring_size(len(rows)))
+        return self.score_windows([(rows, placement)])[0]
 
-    def _score(
-        self, rows: np.ndarray, placement: dict[str, Any], *, index: int, size: int | None
-    ) -> WindowResult:
-        if size is None:
-            return self._result(index, rows, placement, status="insufficient")
-        if size < len(rows):  # thin a time window evenly to a calibrated size
-            rows = rows[np.linspace(0, len(rows) - 1, size).round().astype(np.int64)]
-        stat, cross = self.scorer.terms(rows)
+    def score_windows(
+        self, windows: Sequence[tuple[np.ndarray, dict[str, Any]]]
+    ) -> list[WindowResult]:
+        """Score the next windows of the stream (rows already validated), in one kernel call."""
+        numbered = []
+        for rows, placement in windows:
+            numbered.append((rows, placement, self.windows, self._scoring_size(len(rows))))
+            self.windows += 1
+            self.last_window_end = placement["end_row"]
+        return self._score_many(numbered)
+
+    def _score_many(self, windows: list[tuple[np.ndarray, dict[str, Any], int, int | None]]):
+        """Cross terms of every window from one backend call over the stacked rows (the
+        micro-batching the server relies on); the small within-window terms per window."""
+        thinned = [_thin(rows, size) for rows, _, _, size in windows]
+        scored = [rows for rows, (_, _, _, size) in zip(thinned, windows, strict=True) if size]
+        cross = self._split(self.scorer.cross_means, scored)
+        witness = self.baseline.witness is not None and self.baseline.targets is not None
+        targets = self._split(self.scorer.target_means, scored) if witness else None
+        out, k = [], 0
+        for rows, (_, placement, index, size) in zip(thinned, windows, strict=True):
+            if size is None:
+                out.append(self._result(index, rows, placement, status="insufficient"))
+                continue
+            target = None if targets is None else targets[k]
+            out.append(self._scored(rows, placement, index, cross[k], target))
+            k += 1
+        return out
+
+    @staticmethod
+    def _split(means, batches: list[np.ndarray]) -> list[np.ndarray]:
+        if not batches:
+            return []
+        if len(batches) == 1:
+            return [means(batches[0])]
+        stacked = means(np.concatenate(batches))
+        return np.split(stacked, np.cumsum([len(b) for b in batches])[:-1])
+
+    def _scored(self, rows, placement, index, cross, target) -> WindowResult:
+        size = len(rows)
+        stat, _ = self.scorer.terms(rows, cross)
         mmd2 = stat.mmd2
         null = self.baseline.null_for(size)
-        p = null.p_value(mmd2)
         similarity = mean_similarity(rows)
         lam, lam_se = math.nan, math.nan
-        if self.baseline.witness is not None and self.baseline.targets is not None:
-            lam, lam_se = self.baseline.witness.estimate(self.scorer.target_means(rows) - cross)
+        if target is not None:
+            assert self.baseline.witness is not None
+            lam, lam_se = self.baseline.witness.estimate(target - cross)
         return self._result(
-            index, rows, placement, status="scored", scored=size, mmd2=mmd2, p=p,
+            index, rows, placement, status="scored", scored=size, mmd2=mmd2, p=null.p_value(mmd2),
             z=null.z(mmd2), similarity=similarity,
             z_similarity=self.baseline.similarity_nulls[size].z(similarity),
             lam=lam, lam_se=lam_se,
@@ -273,6 +367,13 @@ class AssetMonitor:
             baseline_version=self.baseline.version,
             backend=self.scorer.backend.label,
         )
+
+
+def _thin(rows: np.ndarray, size: int | None) -> np.ndarray:
+    """A time window thinned evenly to a calibrated size (unchanged if it already fits)."""
+    if size is None or size >= len(rows):
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, size).round().astype(np.int64)]
 
 
 def _check_time_order(stamps: np.ndarray, last: int | None) -> None:
@@ -311,6 +412,36 @@ class Monitor:
         self.assets[asset] = monitor
         return monitor
 
+    def switch_baseline(
+        self, asset: str, baseline: Baseline, *, actor: str, reason: str
+    ) -> tuple[AssetMonitor, int | None]:
+        """Make ``baseline`` the one that scores ``asset`` (see :meth:`AssetMonitor.successor`),
+        as a write-ahead ledger action by ``actor``; returns the new monitor and the intent's
+        sequence number (None without a ledger)."""
+        old = self._asset(asset)
+        if baseline.dimension != old.baseline.dimension:
+            raise InputError(
+                "baseline", f"dimension {baseline.dimension} differs from the asset's "
+                f"{old.baseline.dimension}", baseline.version,
+            )  # fmt: skip
+        new = old.successor(baseline)
+        if self.ledger is None:
+            self.assets[asset] = new
+            return new, None
+        subject = [
+            (f"baseline:{baseline.version}", baseline.manifest_sha256),
+            (f"baseline:{old.baseline.version}", old.baseline.manifest_sha256),
+        ]
+        with self.ledger.action(
+            "baseline.activate", actor=actor, subject=subject, asset=asset, reason=reason,
+            previous=old.baseline.version, version=baseline.version,
+            dropped_rows=old.rows_seen - old.last_window_end,
+        ) as act:  # fmt: skip
+            assert act.intent is not None
+            self.assets[asset] = new
+            act.result = {"windows": new.windows, "stream_row": new.rows_seen}
+        return new, act.intent.seq
+
     def _asset(self, asset: str) -> AssetMonitor:
         if asset not in self.assets:
             raise InputError("asset", f"unknown asset class; known: {sorted(self.assets)}", asset)
@@ -320,17 +451,49 @@ class Monitor:
         self, asset: str, vectors: Any, times: Any = None, *, encoder_id: str | None = None
     ) -> list[WindowResult]:
         """Add a batch of rows; score, record and return the windows it completes."""
+        (outcome,) = self.observe_many(asset, [(vectors, times, encoder_id, None)])
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.windows
+
+    def observe_many(
+        self, asset: str, batches: Sequence[tuple[Any, Any, str | None, str | None]]
+    ) -> list[ObserveOutcome]:
+        """Several batches ``(vectors, times, encoder_id, actor)`` appended in order, their
+        windows scored together in one kernel call (the server's micro-batching).
+
+        Each batch is validated whole before it is appended: a bad one gets its error in its
+        outcome and changes nothing, the others go on. Alerts are recorded with the actor of
+        the batch that completed the window (``None``: this monitor's actor). Equivalent to
+        calling :meth:`observe` once per batch in the same order.
+        """
         monitor = self._asset(asset)
-        rows, stamps = monitor.validate(vectors, times, encoder_id)
-        monitor.add(rows, stamps)
-        return self._process(monitor, monitor.ready_windows())
+        owners: list[tuple[int, str]] = []  # (batch index, actor) per window, in stream order
+        windows: list[tuple[np.ndarray, dict[str, Any]]] = []
+        marks: list[tuple[int, int | None, Exception | None]] = []
+        last_end = monitor.last_window_end
+        for i, (vectors, times, encoder_id, actor) in enumerate(batches):
+            try:
+                rows, stamps = monitor.validate(vectors, times, encoder_id)
+            except Exception as exc:  # refused whole; the other batches go on
+                marks.append((len(windows), None, exc))
+                continue
+            monitor.add(rows, stamps)
+            ready = monitor.ready_windows()
+            windows += ready
+            owners += [(i, actor or self.actor)] * len(ready)
+            last_end = ready[-1][1]["end_row"] if ready else last_end
+            marks.append((len(windows), monitor.rows_seen - last_end, None))
+        results = self._process(monitor, windows, [actor for _, actor in owners])
+        return _outcomes(marks, results)
 
     def flush(self, asset: str) -> list[WindowResult]:
         """Close an asset's open time window (end of input); count windows need no flush."""
         monitor = self._asset(asset)
         if not monitor.policy.by_time:
             return []
-        return self._process(monitor, monitor.ready_windows(final=True))
+        windows = monitor.ready_windows(final=True)
+        return self._process(monitor, windows, [self.actor] * len(windows))
 
     def reset(self, asset: str, *, actor: str, reason: str) -> Transition | None:
         """Clear a latched halt (a person's decision, recorded with their identity)."""
@@ -340,18 +503,18 @@ class Monitor:
             self._record(monitor, transition, None, actor=actor)
         return transition
 
-    def _process(self, monitor: AssetMonitor, windows) -> list[WindowResult]:
+    def _process(self, monitor: AssetMonitor, windows, actors: Sequence[str]) -> list[WindowResult]:
         results: list[WindowResult] = []
         try:
-            for rows, placement in windows:
-                result = monitor.score(rows, placement)
+            scored = monitor.score_windows(windows)
+            for result, actor in zip(scored, actors, strict=True):
                 transition = None
                 if result.status == "scored":
                     transition = monitor.alerts.step(result.window, result.z, result.effect)
                     result = _with_level(result, monitor.alerts.level)
                 results.append(result)
                 if transition is not None:
-                    self._record(monitor, transition, result, actor=self.actor)
+                    self._record(monitor, transition, result, actor=actor)
         finally:  # windows already scored reach the series even if a listener or append fails
             if self.series is not None:
                 self.series.write(results)
@@ -361,21 +524,35 @@ class Monitor:
         self, monitor: AssetMonitor, transition: Transition, result: WindowResult | None,
         *, actor: str,
     ) -> None:  # fmt: skip
+        version = monitor.baseline.version
         if self.ledger is None:
-            self._notify(transition, result)
+            self._notify(AlertEvent(transition, result, actor, version))
             return
-        baseline = monitor.baseline
-        subject = [(f"baseline:{baseline.version}", baseline.manifest_sha256)]
+        subject = [(f"baseline:{version}", monitor.baseline.manifest_sha256)]
         fields = _transition_fields(transition, result, monitor)
         with self.ledger.action(
             f"alert.{transition.after.value}", actor=actor, subject=subject, **fields
         ) as act:
-            self._notify(transition, result)
+            assert act.intent is not None
+            self._notify(AlertEvent(transition, result, actor, version, act.intent.seq))
             act.result = {"listeners": len(self.listeners)}
 
-    def _notify(self, transition: Transition, result: WindowResult | None) -> None:
+    def _notify(self, event: AlertEvent) -> None:
         for listener in self.listeners:
-            listener(transition, result)
+            listener(event)
+
+
+def _outcomes(marks, results: list[WindowResult]) -> list[ObserveOutcome]:
+    """Split the windows of :meth:`Monitor.observe_many` back to the batches that completed
+    them; ``marks`` holds (windows so far, pending rows, error) per batch."""
+    out, start = [], 0
+    for end, pending, error in marks:
+        if error is not None:
+            out.append(ObserveOutcome([], 0, error))
+            continue
+        out.append(ObserveOutcome(results[start:end], pending or 0))
+        start = end
+    return out
 
 
 def _with_level(result: WindowResult, level: Level) -> WindowResult:

@@ -1,39 +1,76 @@
-"""The server: loads baselines, registers the services, health and reflection; starts/stops.
+"""The server: loads baselines, wires the services, health, reflection and the HTTP side.
 
-:func:`build_server` returns a started-ready ``grpc.aio.Server`` plus the bound port;
-:func:`serve` runs one until cancelled (graceful stop); :class:`ServerThread` runs one on its
-own event loop in a background thread (tests, notebooks, embedding in another program).
+:func:`build_server` returns a started :class:`Running` server; :func:`serve` runs one until
+cancelled (then stops gracefully); :class:`ServerThread` runs one on its own event loop in a
+background thread (tests, notebooks, embedding in another program).
+
+Lifetime on the ledger: a ``server.run`` write-ahead action whose intent is recorded before
+the first call is served (address, assets, baselines, auth mode, where each stream resumed)
+and whose outcome is recorded by a graceful stop (rows and windows served, rows of incomplete
+windows dropped). An intent without an outcome is a server that died.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .._generated.lineage_audit.v1 import scoring_pb2, scoring_pb2_grpc
-from ..divergence.artifact import load_baseline
+from .._generated.lineage_audit.v1 import (
+    alerts_pb2,
+    alerts_pb2_grpc,
+    baselines_pb2,
+    baselines_pb2_grpc,
+    scoring_pb2,
+    scoring_pb2_grpc,
+)
 from ..divergence.monitor import Monitor, WindowPolicy
+from ..divergence.series import SeriesWriter
 from ..ledger import Ledger
+from .alerts import AlertHub, AlertServicer
+from .auth import Authenticator
+from .baselines import BaselineRegistry, BaselineServicer, LoadedBaseline
+from .batching import AssetBatcher, BatchSettings
 from .config import ServerConfig
+from .http import HttpSide
+from .ledger_service import add_ledger_service
+from .metrics import ServerMetrics
+from .resume import resume_streams
 from .scoring import ScoringServicer
 
-__all__ = ["SERVICE_NAMES", "Running", "ServerThread", "build_monitor", "build_server", "serve"]
-
-SCORING_SERVICE = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
-SERVICE_NAMES = (SCORING_SERVICE,)
+__all__ = ["Running", "ServerThread", "build_monitor", "build_server", "serve"]
 
 
-def build_monitor(config: ServerConfig, ledger: Ledger | None = None) -> Monitor:
+def _service(module: Any, name: str) -> str:
+    return module.DESCRIPTOR.services_by_name[name].full_name
+
+
+SCORING_SERVICE = _service(scoring_pb2, "ScoringService")
+BASELINE_SERVICE = _service(baselines_pb2, "BaselineService")
+ALERT_SERVICE = _service(alerts_pb2, "AlertService")
+
+
+def build_monitor(
+    config: ServerConfig,
+    ledger: Ledger | None = None,
+    registry: BaselineRegistry | None = None,
+    listeners=(),
+) -> Monitor:
     """A monitor with every configured asset class and its baseline (loaded and verified)."""
-    monitor = Monitor(ledger=ledger, actor=config.actor)
+    registry = registry or BaselineRegistry()
+    series = SeriesWriter(config.series_dir) if config.series_dir is not None else None
+    monitor = Monitor(ledger=ledger, actor=config.actor, series=series, listeners=listeners)
     for name, asset in config.assets.items():
-        baseline = load_baseline(asset.baseline)
+        baseline = registry.load(asset.baseline, name)
+        for candidate in asset.candidates:
+            registry.load(candidate, name)
         policy = WindowPolicy(asset.window or baseline.window_sizes[0])
         monitor.add_asset(name, baseline, policy, backend=asset.backend)
     return monitor
@@ -41,54 +78,163 @@ def build_monitor(config: ServerConfig, ledger: Ledger | None = None) -> Monitor
 
 @dataclass
 class Running:
-    """A built server: the grpc.aio server, its bound port, the health servicer, the pool."""
+    """A started server and everything it owns."""
 
+    config: ServerConfig
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
     executor: ThreadPoolExecutor
+    monitor: Monitor
+    batchers: dict[str, AssetBatcher]
+    hub: AlertHub
+    metrics: ServerMetrics
+    http: HttpSide | None = None
+    run_action: Any = None  # the ledger's server.run action, entered
+    serving: list[bool] = field(default_factory=lambda: [True])
+
+    @property
+    def http_port(self) -> int | None:
+        return None if self.http is None else self.http.port
 
     async def stop(self, grace: float | None) -> None:
+        """Refuse new calls, finish queued work, flush time windows, record the stop."""
+        self.serving[0] = False
         await self.health.enter_graceful_shutdown()  # health reports NOT_SERVING first
-        await self.server.stop(grace)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        stopping = asyncio.create_task(self.server.stop(grace))
+        for batcher in self.batchers.values():
+            await batcher.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self._finish)
+        self.hub.close()  # alert streams end UNAVAILABLE once no more alerts can come
+        await stopping
+        if self.http is not None:
+            await self.http.stop()
+        self.executor.shutdown(wait=True)
+
+    def _finish(self) -> None:
+        for name, asset in self.monitor.assets.items():
+            if asset.policy.by_time:
+                self.monitor.flush(name)
+        if self.run_action is not None:
+            self.run_action.result = {
+                name: {"rows": a.rows_seen, "windows": a.windows, "level": a.alerts.level.value,
+                       "dropped_rows": a.pending_rows}
+                for name, a in self.monitor.assets.items()
+            }  # fmt: skip
+            self.run_action.__exit__(None, None, None)
 
 
 async def build_server(
     config: ServerConfig, *, monitor: Monitor | None = None, ledger: Ledger | None = None
 ) -> Running:
     """Create, bind and start the server (call inside the event loop that will run it)."""
-    monitor = monitor or build_monitor(config, ledger)
+    metrics = ServerMetrics()
+    hub = AlertHub(metrics)
+    hub.bind(asyncio.get_running_loop())
+    registry = BaselineRegistry()
+    if monitor is None:
+        monitor = build_monitor(config, ledger, registry)
+    else:
+        for name, asset in monitor.assets.items():
+            registry.by_version.setdefault(
+                asset.baseline.version, LoadedBaseline(asset.baseline, None, name)
+            )
+    monitor.listeners.append(hub.listener)
+    resumed = resume_streams(monitor, config.series_dir)
+    auth = Authenticator(config.auth, tls=config.tls)
+    executor = ThreadPoolExecutor(config.workers, thread_name_prefix="lineage-audit-engine")
+    settings = BatchSettings(
+        config.batching, config.max_batch_rows, config.max_batch_wait_ms / 1000,
+        config.max_queue_rows,
+    )  # fmt: skip
+    batchers = {
+        name: AssetBatcher(name, monitor, executor, settings, metrics) for name in monitor.assets
+    }
+    server = _grpc_server(config)
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
+        ScoringServicer(monitor, batchers, auth, metrics, max_rows=config.max_rows), server
+    )
+    baselines_pb2_grpc.add_BaselineServiceServicer_to_server(
+        BaselineServicer(registry, monitor, batchers, auth), server
+    )
+    alerts_pb2_grpc.add_AlertServiceServicer_to_server(
+        AlertServicer(hub, set(monitor.assets), auth), server
+    )
+    services = [SCORING_SERVICE, BASELINE_SERVICE, ALERT_SERVICE]
+    if monitor.ledger is not None:
+        services.append(add_ledger_service(server, monitor.ledger, executor))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = _bind(server, config)
+    run_action = _record_start(monitor, config, port, auth, resumed)
+    for batcher in batchers.values():
+        batcher.start()
+    await server.start()
+    for name in (*services, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    running = Running(config, server, port, health_servicer, executor, monitor, batchers, hub,
+                      metrics, run_action=run_action)  # fmt: skip
+    if config.http_port >= 0:
+        running.http = HttpSide(metrics, lambda: "SERVING" if running.serving[0] else
+                                "NOT_SERVING")  # fmt: skip
+        await running.http.start(config.http_host or config.host, config.http_port)
+    if monitor.ledger is not None:
+        metrics.ledger_size(monitor.ledger.size)
+    return running
+
+
+def _grpc_server(config: ServerConfig) -> grpc.aio.Server:
     limit = config.max_message_bytes
-    server = grpc.aio.server(
+    return grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
         ]
     )
-    executor = ThreadPoolExecutor(config.workers, thread_name_prefix="lineage-audit-engine")
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
-        ScoringServicer(monitor, executor, max_rows=config.max_rows), server
-    )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+    address = f"{config.host}:{config.port}"
+    if config.tls is not None:
+        port = server.add_secure_port(address, config.tls.server_credentials())
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
-        raise OSError(f"could not bind {config.host}:{config.port}")
-    await server.start()
-    for name in (*SERVICE_NAMES, ""):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, executor)
+        raise OSError(f"could not bind {address}")
+    return port
+
+
+def _record_start(monitor: Monitor, config: ServerConfig, port: int, auth, resumed) -> Any:
+    """Enter the ``server.run`` action (its intent is durable before anything is served)."""
+    if monitor.ledger is None:
+        print("warning: no [ledger] configured: alerts are not recorded", file=sys.stderr)
+        return None
+    subject = [
+        (f"baseline:{a.baseline.version}", a.baseline.manifest_sha256)
+        for a in monitor.assets.values()
+    ]
+    action = monitor.ledger.action(
+        "server.run", actor=config.actor, subject=subject,
+        address=f"{config.host}:{port}", tls=config.tls is not None,
+        mtls=config.tls is not None and config.tls.client_ca is not None,
+        auth_required=bool(config.auth.required), batching=config.batching,
+        assets={name: {"baseline": a.baseline.version, "window": a.policy.size}
+                for name, a in monitor.assets.items()},
+        resumed=resumed,
+    )  # fmt: skip
+    action.__enter__()
+    return action
 
 
 async def serve(config: ServerConfig, *, ledger: Ledger | None = None, ready=None) -> None:
     """Run until cancelled (e.g. SIGINT/SIGTERM), then stop gracefully."""
     running = await build_server(config, ledger=ledger)
     if ready is not None:
-        ready(running.port)
+        ready(running)
     try:
         await running.server.wait_for_termination()
     finally:
@@ -102,17 +248,20 @@ class ServerThread:
     ends.
     """
 
-    def __init__(self, config: ServerConfig, *, monitor: Monitor | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, *, monitor: Monitor | None = None, ledger: Ledger | None = None
+    ) -> None:
         self.config = config
         self._monitor = monitor
+        self._ledger = ledger
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._running: Running | None = None
+        self.running: Running | None = None
 
     @property
     def port(self) -> int:
-        assert self._running is not None, "server not started"
-        return self._running.port
+        assert self.running is not None, "server not started"
+        return self.running.port
 
     @property
     def address(self) -> str:
@@ -121,22 +270,22 @@ class ServerThread:
     def start(self) -> ServerThread:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            build_server(self.config, monitor=self._monitor), self._loop
+            build_server(self.config, monitor=self._monitor, ledger=self._ledger), self._loop
         )
         try:
-            self._running = future.result(timeout=60)
+            self.running = future.result(timeout=120)
         except BaseException:
             self._shutdown_loop()
             raise
         return self
 
     def stop(self, grace: float | None = None) -> None:
-        if self._running is not None:
+        if self.running is not None:
             asyncio.run_coroutine_threadsafe(
-                self._running.stop(self.config.grace_seconds if grace is None else grace),
+                self.running.stop(self.config.grace_seconds if grace is None else grace),
                 self._loop,
-            ).result(timeout=60)
-            self._running = None
+            ).result(timeout=120)
+            self.running = None
         self._shutdown_loop()
 
     def _shutdown_loop(self) -> None:

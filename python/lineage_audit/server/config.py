@@ -9,9 +9,11 @@ from typing import Any
 
 from ..errors import FieldError
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "AssetConfig", "ConfigError", "ServerConfig"]
+__all__ = ["DEFAULT_HTTP_PORT", "DEFAULT_MAX_MESSAGE_BYTES", "AssetConfig", "ConfigError",
+           "ServerConfig"]  # fmt: skip
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 64 MiB: 21,845 rows of 768 float32 values
+DEFAULT_HTTP_PORT = 9471
 
 
 class ConfigError(FieldError):
@@ -25,6 +27,7 @@ class AssetConfig:
     baseline: Path
     window: int | None = None  # count-window size; default: the baseline's first window size
     backend: str = "auto"
+    candidates: tuple[Path, ...] = ()  # more baselines loaded, activatable over gRPC
 
 
 @dataclass(frozen=True)
@@ -39,13 +42,37 @@ class ServerConfig:
     workers: int = 4  # threads that run the engine off the event loop
     grace_seconds: float = 5.0  # in-flight calls get this long on shutdown
     actor: str = "lineage-audit-server"  # ledger actor of server-initiated records
+    # Micro-batching (server/batching.py): concurrent calls of one asset, one kernel call.
+    batching: bool = True
+    max_batch_rows: int = 8192
+    max_batch_wait_ms: float = 2.0
+    max_queue_rows: int = 65_536  # rows waiting per asset; beyond: RESOURCE_EXHAUSTED
+    # HTTP side: /metrics, /healthz, /readyz. http_port -1 disables it, 0 = any free port.
+    http_host: str | None = None  # default: host
+    http_port: int = DEFAULT_HTTP_PORT
+    series_dir: Path | None = None  # per-window Parquet series (one sub-folder per asset)
+    ledger_db: Path | None = None  # the [ledger] table: db and keys (both or neither)
+    ledger_keys: Path | None = None
+    tls: Any = None  # auth.TlsConfig, from the [tls] table
+    auth: Any = None  # auth.AuthConfig, from the [auth] table (default: no auth)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError("server.port", "expected 0..65535", self.port)
-        for key in ("max_message_bytes", "max_rows", "workers"):
+        if not -1 <= self.http_port <= 65535:
+            raise ConfigError("server.http_port", "expected -1 (off) or 0..65535", self.http_port)
+        for key in ("max_message_bytes", "max_rows", "workers", "max_batch_rows",
+                    "max_queue_rows"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ConfigError(f"server.{key}", "expected >= 1", getattr(self, key))
+        if self.max_batch_wait_ms < 0:
+            raise ConfigError("server.max_batch_wait_ms", "expected >= 0", self.max_batch_wait_ms)
+        if (self.ledger_db is None) != (self.ledger_keys is None):
+            raise ConfigError("ledger", "give both db and keys, or neither")
+        if self.auth is None:
+            from .auth import AuthConfig
+
+            object.__setattr__(self, "auth", AuthConfig())
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], *, base: Path | None = None) -> ServerConfig:
@@ -53,23 +80,44 @@ class ServerConfig:
 
         Relative baseline paths are resolved against ``base`` (the config file's folder).
         """
+        from .auth import AuthConfig, tls_from_mapping
+
+        unknown_tables = sorted(set(data) - {"server", "assets", "ledger", "tls", "auth"})
+        if unknown_tables:
+            raise ConfigError(unknown_tables[0], "unknown table; known: server, assets, "
+                              "ledger, tls, auth")  # fmt: skip
         server = dict(data.get("server", {}))
-        known = set(cls.__dataclass_fields__) - {"assets"}
+        known = set(cls.__dataclass_fields__) - {"assets", "ledger_db", "ledger_keys", "tls",
+                                                 "auth"}  # fmt: skip
         unknown = sorted(set(server) - known)
         if unknown:
             raise ConfigError(f"server.{unknown[0]}", f"unknown key; known: {sorted(known)}")
+        if "series_dir" in server:
+            server["series_dir"] = _path(server["series_dir"], base)
+        ledger = dict(data.get("ledger", {}))
+        extra = sorted(set(ledger) - {"db", "keys"})
+        if extra:
+            raise ConfigError(f"ledger.{extra[0]}", "unknown key; known: db, keys")
+        for key in ("db", "keys"):
+            if key in ledger:
+                server[f"ledger_{key}"] = _path(ledger[key], base)
+        server["tls"] = tls_from_mapping(data.get("tls"), base=base)
+        server["auth"] = AuthConfig.from_mapping(dict(data.get("auth", {})), base=base)
         assets = {}
         for name, table in dict(data.get("assets", {})).items():
             if not isinstance(table, dict) or "baseline" not in table:
                 raise ConfigError(f"assets.{name}.baseline", "missing (path of a baseline dir)")
-            extra = sorted(set(table) - {"baseline", "window", "backend"})
+            extra = sorted(set(table) - {"baseline", "window", "backend", "candidates"})
             if extra:
                 raise ConfigError(f"assets.{name}.{extra[0]}", "unknown key")
-            path = Path(table["baseline"])
-            if base is not None and not path.is_absolute():
-                path = base / path
+            candidates = table.get("candidates", [])
+            if not isinstance(candidates, list):
+                raise ConfigError(f"assets.{name}.candidates", "expected a list of paths")
             assets[name] = AssetConfig(
-                baseline=path, window=table.get("window"), backend=table.get("backend", "auto")
+                baseline=_path(table["baseline"], base),
+                window=table.get("window"),
+                backend=table.get("backend", "auto"),
+                candidates=tuple(_path(c, base) for c in candidates),
             )
         return cls(assets=assets, **server)
 
@@ -81,3 +129,9 @@ class ServerConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
         return cls.from_mapping(data, base=path.parent)
+
+
+def _path(value: Any, base: Path | None) -> Path:
+    """A config path; relative ones are relative to the config file's folder."""
+    path = Path(value)
+    return base / path if base is not None and not path.is_absolute() else path

@@ -1,32 +1,45 @@
 """ScoringService: unary ``Score`` (one-off, stateless) and ``StreamScore`` (the window stream).
 
-The engine runs in a thread pool (``loop.run_in_executor``) so the event loop keeps serving;
-each asset class has one lock, since its scorer's buffers and window state are not shared-safe.
+Requests are decoded and shape-checked on the event loop, then queued in their asset's
+:class:`.batching.AssetBatcher`, which coalesces concurrent calls into one kernel call in the
+engine thread pool. The caller's identity (see :mod:`.auth`) is the actor of any alert its
+rows cause.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import time
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor
 
 import grpc
 
 from .._generated.lineage_audit.v1 import scoring_pb2, scoring_pb2_grpc
-from ..divergence.monitor import AssetMonitor, Monitor
+from ..divergence.monitor import AssetMonitor, Monitor, ObserveOutcome
+from .auth import Authenticator
+from .batching import AssetBatcher, Job
 from .codec import Batch, decode_embeddings, result_to_proto
 from .errors import RequestError, status_for
+from .metrics import ServerMetrics
 
 __all__ = ["ScoringServicer"]
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
-    def __init__(self, monitor: Monitor, executor: Executor, *, max_rows: int) -> None:
+    def __init__(
+        self,
+        monitor: Monitor,
+        batchers: dict[str, AssetBatcher],
+        auth: Authenticator,
+        metrics: ServerMetrics,
+        *,
+        max_rows: int,
+    ) -> None:
         self.monitor = monitor
-        self.executor = executor
+        self.batchers = batchers
+        self.auth = auth
+        self.metrics = metrics
         self.max_rows = max_rows
-        self.locks = {asset: threading.Lock() for asset in monitor.assets}
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -44,56 +57,52 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             )
         return asset
 
-    def _decode(self, request: scoring_pb2.ScoreRequest) -> tuple[AssetMonitor, Batch]:
+    def _job(self, kind: str, request, context, actor: str | None) -> tuple[str, Job]:
         asset = self._asset(request.asset_class)
         if not request.HasField("embeddings"):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "embeddings: missing")
-        batch = decode_embeddings(
+        batch: Batch = decode_embeddings(
             request.embeddings, asset.baseline, asset=asset.asset, max_rows=self.max_rows
         )
-        return asset, batch
-
-    async def _run(self, asset: str, fn, *args):
-        lock = self.locks[asset]
-
-        def locked():
-            with lock:
-                return fn(*args)
-
-        return await asyncio.get_running_loop().run_in_executor(self.executor, locked)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
+        return asset.asset, Job(kind, batch, actor, deadline)
 
     # --- RPCs -------------------------------------------------------------------------------
 
     async def Score(self, request, context) -> scoring_pb2.ScoreResponse:
+        started, code = time.perf_counter(), "OK"
         try:
-            asset, batch = self._decode(request)
-            result = await self._run(
-                asset.asset, lambda: asset.evaluate(batch.rows, encoder_id=batch.encoder_id)
+            actor = self.auth.identify(context)
+            name, job = self._job("score", request, context, actor)
+            result = await self.batchers[name].submit(job)
+            return scoring_pb2.ScoreResponse(
+                result=result_to_proto(result), request_id=request.request_id
             )
         except Exception as exc:
-            code, message = status_for(exc)
-            await context.abort(code, message)
-        return scoring_pb2.ScoreResponse(
-            result=result_to_proto(result), request_id=request.request_id
-        )
+            status, message = status_for(exc)
+            code = status.name
+            await context.abort(status, message)
+        finally:
+            self.metrics.rpc_finished("Score", code, time.perf_counter() - started)
 
     async def StreamScore(
         self, request_iterator, context
     ) -> AsyncIterator[scoring_pb2.StreamScoreResponse]:
-        async for request in request_iterator:
-            try:
-                asset, batch = self._decode(request)
-                results, pending = await self._run(asset.asset, self._observe, asset, batch)
-            except Exception as exc:
-                code, message = status_for(exc)
-                await context.abort(code, message)
-            yield scoring_pb2.StreamScoreResponse(
-                windows=[result_to_proto(r) for r in results],
-                request_id=request.request_id,
-                pending_rows=pending,
-            )
-
-    def _observe(self, asset: AssetMonitor, batch: Batch):
-        name = asset.asset
-        results = self.monitor.observe(name, batch.rows, batch.times, encoder_id=batch.encoder_id)
-        return results, asset.pending_rows
+        started, code = time.perf_counter(), "OK"
+        try:
+            actor = self.auth.identify(context)
+            async for request in request_iterator:
+                name, job = self._job("observe", request, context, actor)
+                outcome: ObserveOutcome = await self.batchers[name].submit(job)
+                yield scoring_pb2.StreamScoreResponse(
+                    windows=[result_to_proto(r) for r in outcome.windows],
+                    request_id=request.request_id,
+                    pending_rows=outcome.pending_rows,
+                )
+        except Exception as exc:
+            status, message = status_for(exc)
+            code = status.name
+            await context.abort(status, message)
+        finally:
+            self.metrics.rpc_finished("StreamScore", code, time.perf_counter() - started)
