@@ -3,6 +3,9 @@ a full queue answers RESOURCE_EXHAUSTED, a deadline that passes in the queue sco
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -12,6 +15,7 @@ from lineage_audit.client import Client
 from lineage_audit.divergence import load_baseline
 from lineage_audit.divergence.monitor import AssetMonitor, WindowPolicy
 from lineage_audit.server import AssetConfig, ServerConfig, ServerThread
+from lineage_audit.server.batching import Job
 from server_fixtures import ENCODER, N, clean_rows, fit_small_baseline, shifted_rows
 
 
@@ -113,20 +117,41 @@ def test_full_queue_is_resource_exhausted_and_the_server_keeps_serving(baseline_
         assert client.score("news", batches[0], encoder_id=ENCODER).status == "scored"
 
 
+@contextlib.contextmanager
+def _engine_blocked(server: ServerThread):
+    """Hold the asset's batcher inside a job until the block ends (queued calls wait)."""
+    release, entered = threading.Event(), threading.Event()
+
+    def hold():
+        entered.set()
+        release.wait(60)
+
+    async def submit():
+        return await server.running.batchers["news"].submit(Job("call", call=hold))
+
+    done = asyncio.run_coroutine_threadsafe(submit(), server.running_loop)
+    assert entered.wait(60)
+    try:
+        yield
+    finally:
+        release.set()
+        done.result(60)
+
+
 def test_a_deadline_that_passes_in_the_queue_appends_nothing(baseline_dir):
-    config = _config(baseline_dir, max_batch_wait_ms=400.0)
-    with ServerThread(config) as server, Client(server.address) as client:
+    with ServerThread(_config(baseline_dir)) as server, Client(server.address) as client:
         rows = _batches(7, 1)[0]
         half = rows[: N // 2]
         first = next(client.stream("news", [half], encoder_id=ENCODER))
         assert first.pending_rows == N // 2
-        with pytest.raises(grpc.RpcError) as info:
-            client.scoring.Score(_score_request(rows), timeout=0.05, metadata=client.metadata)
-        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        stream = client.scoring.StreamScore(iter([_score_request(half)]), timeout=0.05)
-        with pytest.raises(grpc.RpcError) as info:
-            list(stream)
-        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        with _engine_blocked(server):
+            with pytest.raises(grpc.RpcError) as info:
+                client.scoring.Score(_score_request(rows), timeout=0.2)
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            stream = client.scoring.StreamScore(iter([_score_request(half)]), timeout=0.2)
+            with pytest.raises(grpc.RpcError) as info:
+                list(stream)
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         after = next(client.stream("news", [half], encoder_id=ENCODER))
         # the expired stream request appended nothing: these rows complete the first window
         assert [w.end_row for w in after.windows] == [N] and after.pending_rows == 0

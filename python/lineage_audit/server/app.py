@@ -163,7 +163,7 @@ async def build_server(
     )
     services = [SCORING_SERVICE, BASELINE_SERVICE, ALERT_SERVICE]
     if monitor.ledger is not None:
-        services.append(add_ledger_service(server, monitor.ledger, executor))
+        services.append(add_ledger_service(server, monitor.ledger, executor, auth=auth))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -266,6 +266,11 @@ class ServerThread:
     @property
     def address(self) -> str:
         return f"{self.config.host}:{self.port}"
+
+    @property
+    def running_loop(self) -> asyncio.AbstractEventLoop:
+        """The server's event loop (to run coroutines on it from other threads)."""
+        return self._loop
 
     def start(self) -> ServerThread:
         self._thread.start()

@@ -2,7 +2,8 @@
 
 Each asset class has one :class:`AssetBatcher`: a bounded queue and one consumer task. The
 consumer takes the first waiting job, waits up to ``max_wait`` for company (unless
-``max_rows`` are already queued), takes jobs in arrival order up to ``max_rows`` and runs them
+``max_rows`` are already queued, or the last call had no company: a lone caller is not
+charged the wait on every request), takes jobs in arrival order up to ``max_rows`` and runs them
 in the engine thread pool as one call: one-off windows through
 :meth:`AssetMonitor.evaluate_many`, stream batches through :meth:`Monitor.observe_many`. One
 consumer per asset also serialises everything that touches the asset's window state, so no
@@ -80,6 +81,7 @@ class AssetBatcher:
         self._arrived = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task | None = None
+        self._last_size = 2  # jobs in the last kernel call (start by waiting for company)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._consume(), name=f"batcher:{self.asset}")
@@ -121,12 +123,15 @@ class AssetBatcher:
                 await self._arrived.wait()
                 continue
             settings = self.settings
-            wait = settings.enabled and settings.max_wait > 0 and not self._closing
-            if wait and self._queued_rows < settings.max_rows:
+            # Wait for company only when the last call had some: a lone caller is not
+            # charged max_wait per request, concurrent callers still coalesce.
+            wait = settings.enabled and settings.max_wait > 0 and self._last_size > 1
+            if wait and not self._closing and self._queued_rows < settings.max_rows:
                 await asyncio.sleep(settings.max_wait)
             jobs = self._take(loop.time())
             if not jobs:
                 continue
+            self._last_size = len(jobs)
             started = time.perf_counter()
             try:
                 outcomes = await loop.run_in_executor(self.executor, self._execute, jobs)
