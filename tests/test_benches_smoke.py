@@ -58,6 +58,23 @@ EXPECTED = {
             "fraction_of_sha256_bound",
         },
     ),
+    "bench_server.py": (
+        "server",
+        {
+            "dimension",
+            "batch_rows",
+            "reference_rows",
+            "sgemm_gflops",
+            "in_process",
+            "fraction_of_sgemm",
+            "batching_on",
+            "batching_off",
+            "compared_at_clients",
+            "ratio_vs_in_process",
+            "ratio_batching_on_vs_off",
+            "p99_over_p50",
+        },
+    ),
     "bench_divergence.py": (
         "divergence",
         {
