@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -54,12 +55,14 @@ def test_coalesced_scores_equal_single_scores(baseline_dir):
     batches = _batches(1, 24)
     local = AssetMonitor("news", load_baseline(baseline_dir), WindowPolicy(N), backend="numpy")
     expected = [local.evaluate(b, encoder_id=ENCODER) for b in batches]
-    config = _config(baseline_dir, max_batch_wait_ms=300.0)  # long wait: calls must coalesce
-    with ServerThread(config) as server, Client(server.address) as client:
+    with ServerThread(_config(baseline_dir)) as server, Client(server.address) as client:
         with ThreadPoolExecutor(len(batches)) as pool:
-            got = list(pool.map(lambda b: client.score("news", b, encoder_id=ENCODER), batches))
+            with _engine_blocked(server):  # every call queues up, then one kernel call
+                calls = [pool.submit(client.score, "news", b, encoder_id=ENCODER) for b in batches]
+                _wait_queued(server, len(batches))
+            got = [c.result(60) for c in calls]
         sequential = [client.score("news", b, encoder_id=ENCODER) for b in batches[:4]]
-        assert _largest_batch(server) > 1, "no call was coalesced; the test proves nothing"
+        assert _largest_batch(server) >= len(batches)
     for want, have in zip(expected, got, strict=True):
         assert have.mmd2 == pytest.approx(want.mmd2, rel=1e-6, abs=1e-9)
         assert have.z == pytest.approx(want.z, abs=1e-6)
@@ -74,15 +77,17 @@ def test_coalesced_stream_windows_equal_single_windows(baseline_dir):
     """Each stream request is exactly one window, so each reply's window is its own rows."""
     streams = {seed: _batches(seed, 6) for seed in (2, 3, 4, 5)}
     local = AssetMonitor("news", load_baseline(baseline_dir), WindowPolicy(N), backend="numpy")
-    config = _config(baseline_dir, max_batch_wait_ms=100.0)
-    with ServerThread(config) as server:
+    with ServerThread(_config(baseline_dir, max_batch_wait_ms=100.0)) as server:
 
         def run(seed):
             with Client(server.address) as client:
                 return list(client.stream("news", streams[seed], encoder_id=ENCODER))
 
         with ThreadPoolExecutor(len(streams)) as pool:
-            replies = dict(zip(streams, pool.map(run, streams), strict=True))
+            with _engine_blocked(server):  # the first request of every stream queues up
+                runs = {seed: pool.submit(run, seed) for seed in streams}
+                _wait_queued(server, len(streams))
+            replies = {seed: run.result(60) for seed, run in runs.items()}
         assert _largest_batch(server) > 1
     indices = []
     for seed, batches in streams.items():
@@ -97,7 +102,7 @@ def test_coalesced_stream_windows_equal_single_windows(baseline_dir):
 
 
 def test_full_queue_is_resource_exhausted_and_the_server_keeps_serving(baseline_dir):
-    config = _config(baseline_dir, max_queue_rows=2 * N, max_batch_wait_ms=300.0, max_batch_rows=N)
+    config = _config(baseline_dir, max_queue_rows=2 * N, max_batch_rows=N)
     batches = _batches(6, 16)
     with ServerThread(config) as server, Client(server.address) as client:
 
@@ -107,14 +112,32 @@ def test_full_queue_is_resource_exhausted_and_the_server_keeps_serving(baseline_
             except grpc.RpcError as exc:
                 return exc
 
-        with ThreadPoolExecutor(len(batches)) as pool:
-            outcomes = list(pool.map(call, batches))
+        with ThreadPoolExecutor(len(batches)) as pool, _engine_blocked(server):
+            calls = [pool.submit(call, rows) for rows in batches]
+            _wait_settled(calls, queued=2)
+        outcomes = [c.result(60) for c in calls]
         refused = [o for o in outcomes if isinstance(o, grpc.RpcError)]
-        assert refused, "the queue never filled"
+        assert len(refused) == len(batches) - 2  # two fit in the queue (2 x N rows)
         assert {o.code() for o in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert "scoring queue of asset class 'news' is full" in refused[0].details()
-        assert any(not isinstance(o, grpc.RpcError) for o in outcomes)
         assert client.score("news", batches[0], encoder_id=ENCODER).status == "scored"
+
+
+def _wait_queued(server: ServerThread, calls: int) -> None:
+    """Until ``calls`` jobs wait in the asset's queue (the engine is held)."""
+    batcher = server.running.batchers["news"]
+    deadline = time.monotonic() + 60
+    while len(batcher._queue) < calls:
+        assert time.monotonic() < deadline, f"{len(batcher._queue)} of {calls} calls queued"
+        time.sleep(0.005)
+
+
+def _wait_settled(calls, *, queued: int) -> None:
+    """Until all but ``queued`` calls have been answered (refused at once)."""
+    deadline = time.monotonic() + 60
+    while sum(c.done() for c in calls) < len(calls) - queued:
+        assert time.monotonic() < deadline, "calls neither queued nor refused"
+        time.sleep(0.005)
 
 
 @contextlib.contextmanager
@@ -164,3 +187,22 @@ def _score_request(rows):
     return scoring_pb2.ScoreRequest(
         asset_class="news", embeddings=encode_embeddings(rows, encoder_id=ENCODER)
     )
+
+
+def test_graceful_stop_finishes_queued_calls_and_refuses_new_ones(baseline_dir):
+    server = ServerThread(_config(baseline_dir)).start()
+    rows = _batches(8, 1)[0]
+    with Client(server.address) as client, ThreadPoolExecutor(2) as pool:
+        with _engine_blocked(server):
+            queued = pool.submit(client.score, "news", rows, encoder_id=ENCODER)
+            _wait_queued(server, 1)  # the call waits behind the held engine
+            stopping = pool.submit(server.stop, 30)
+            deadline = time.monotonic() + 60
+            while server.running is not None and server.running.serving[0]:
+                assert time.monotonic() < deadline, "the stop never began"
+                time.sleep(0.005)
+            with pytest.raises(grpc.RpcError) as info:
+                client.score("news", rows, encoder_id=ENCODER)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert queued.result(60).status == "scored"  # drained, not dropped
+        stopping.result(60)
