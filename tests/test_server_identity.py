@@ -97,9 +97,8 @@ def test_mtls_identity_is_the_certificate_subject_and_a_foreign_cert_is_refused(
             with pytest.raises(grpc.RpcError) as info:
                 rogue.score("news", clean_rows(np.random.default_rng(2), N), encoder_id=ENCODER)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # handshake refused
-        with Client(address, ca=pki.ca) as no_cert:
-            with pytest.raises(grpc.RpcError):
-                no_cert.list_baselines()
+        with Client(address, ca=pki.ca) as no_cert, pytest.raises(grpc.RpcError):
+            no_cert.list_baselines()
         with Client(address, ca=pki.ca, cert=pki.client_a.cert, key=pki.client_a.key) as caller:
             _alert_stream(caller)
     assert set(_halt_actors(ledger)) == {f"x509:{CLIENT_A}"}
