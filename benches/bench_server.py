@@ -10,7 +10,8 @@ with micro-batching off. The kernel's GFLOP/s is quoted against numpy SGEMM meas
 The load generator is grpc.aio in this process, so it shares the machine's cores with the
 server; the comparison with the in-process engine charges the server for that.
 
-    python benches/bench_server.py            # the README figures
+    python benches/bench_server.py                     # the README figures (M = 20,000)
+    python benches/bench_server.py --reference 5000    # a smaller reference: less kernel
     python benches/bench_server.py --quick    # smoke size (CI)
 """
 
@@ -144,11 +145,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke size (CI)")
     parser.add_argument("--seconds", type=float, help="seconds per case")
+    parser.add_argument(
+        "--reference", type=int, help="reference rows of the baseline (default 20,000)"
+    )
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
     p = dict(QUICK if args.quick else FULL)
     if args.seconds:
         p["seconds"] = args.seconds
+    if args.reference:
+        p["reference"] = args.reference
     rng = np.random.default_rng(args.seed)
     env = machine.environment()
     sgemm = sgemm_gflops(repeats=3, size=1024 if args.quick else 4096)

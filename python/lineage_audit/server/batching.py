@@ -208,6 +208,8 @@ class AssetBatcher:
         for outcome in outcomes:
             for window in outcome.windows:
                 self.metrics.window_scored(self.asset, window.level, window.z)
+        if self.monitor.ledger is not None and any(o.windows for o in outcomes):
+            self.metrics.ledger_size(self.monitor.ledger.size)  # alerts may have grown it
         return [o.error if o.error is not None else o for o in outcomes]
 
 
