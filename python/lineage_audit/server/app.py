@@ -28,12 +28,16 @@ from .._generated.lineage_audit.v1 import (
     alerts_pb2_grpc,
     baselines_pb2,
     baselines_pb2_grpc,
+    lineage_pb2,
+    lineage_pb2_grpc,
     scoring_pb2,
     scoring_pb2_grpc,
 )
 from ..divergence.monitor import Monitor, WindowPolicy
 from ..divergence.series import SeriesWriter
 from ..ledger import Ledger
+from ..lineage.http_api import lineage_routes
+from ..lineage.service import LineageService
 from .alerts import AlertHub, AlertServicer
 from .auth import Authenticator
 from .baselines import BaselineRegistry, BaselineServicer, LoadedBaseline
@@ -41,6 +45,7 @@ from .batching import AssetBatcher, BatchSettings
 from .config import ServerConfig
 from .http import HttpSide
 from .ledger_service import add_ledger_service
+from .lineage_rpc import LineageServicer
 from .metrics import ServerMetrics
 from .resume import resume_streams
 from .scoring import ScoringServicer
@@ -55,6 +60,7 @@ def _service(module: Any, name: str) -> str:
 SCORING_SERVICE = _service(scoring_pb2, "ScoringService")
 BASELINE_SERVICE = _service(baselines_pb2, "BaselineService")
 ALERT_SERVICE = _service(alerts_pb2, "AlertService")
+LINEAGE_SERVICE = _service(lineage_pb2, "LineageService")
 
 
 def build_monitor(
@@ -90,6 +96,7 @@ class Running:
     hub: AlertHub
     metrics: ServerMetrics
     http: HttpSide | None = None
+    lineage: LineageService | None = None
     run_action: Any = None  # the ledger's server.run action, entered
     serving: list[bool] = field(default_factory=lambda: [True])
 
@@ -106,6 +113,8 @@ class Running:
             await batcher.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.executor, self._finish)
+        if self.lineage is not None:
+            await self.lineage.close()
         self.hub.close()  # alert streams end UNAVAILABLE once no more alerts can come
         await stopping
         if self.http is not None:
@@ -162,6 +171,14 @@ async def build_server(
         AlertServicer(hub, set(monitor.assets), auth), server
     )
     services = [SCORING_SERVICE, BASELINE_SERVICE, ALERT_SERVICE]
+    lineage = None
+    if config.lineage_db is not None:
+        lineage = LineageService.open(config.lineage_db, monitor.ledger, executor,
+                                      actor=config.actor)  # fmt: skip
+        lineage_pb2_grpc.add_LineageServiceServicer_to_server(
+            LineageServicer(lineage, auth), server
+        )
+        services.append(LINEAGE_SERVICE)
     if monitor.ledger is not None:
         services.append(add_ledger_service(server, monitor.ledger, executor, auth=auth))
     health_servicer = health.aio.HealthServicer()
@@ -173,14 +190,18 @@ async def build_server(
     run_action = _record_start(monitor, config, port, auth, resumed)
     for batcher in batchers.values():
         batcher.start()
+    if lineage is not None:
+        lineage.start()
     await server.start()
     for name in (*services, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     running = Running(config, server, port, health_servicer, executor, monitor, batchers, hub,
-                      metrics, run_action=run_action)  # fmt: skip
+                      metrics, lineage=lineage, run_action=run_action)  # fmt: skip
     if config.http_port >= 0:
         running.http = HttpSide(metrics, lambda: "SERVING" if running.serving[0] else
                                 "NOT_SERVING")  # fmt: skip
+        if lineage is not None:
+            running.http.add_routes(lineage_routes(lineage, auth))
         await running.http.start(config.http_host or config.host, config.http_port)
     if monitor.ledger is not None:
         metrics.ledger_size(monitor.ledger.size)

@@ -415,6 +415,23 @@ class Authenticator:
             raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"{actor!r} is not in auth.allow")
         return actor
 
+    def identify_header(self, authorization: str | None) -> str | None:
+        """The actor of an HTTP request from its ``Authorization`` header (bearer tokens
+        only: the HTTP side has no client certificates); same rules as :meth:`identify`."""
+        actor = None
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise _unauthenticated("authorization: expected 'Bearer <token>'")
+            actor = self._token_actor(token.strip())
+        if actor is None:
+            if self.config.required:
+                raise _unauthenticated("no credentials: send 'Authorization: Bearer <token>'")
+            return None
+        if self.config.allow and actor not in self.config.allow:
+            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"{actor!r} is not in auth.allow")
+        return actor
+
     def _token_actor(self, token: str) -> str:
         digest = hashlib.sha256(token.encode("utf-8")).digest()
         name = None

@@ -99,8 +99,10 @@ def _settings(args: argparse.Namespace) -> ServerConfig:
     for key in ENV:
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
-    if not config.assets:
-        raise ConfigError("assets", f"{args.config}: no [assets.<class>] table; nothing to serve")
+    if not config.assets and config.lineage_db is None:
+        raise ConfigError(
+            "assets", f"{args.config}: no [assets.<class>] or [lineage] table; nothing to serve"
+        )
     if (args.ledger is None) != (args.keys is None):
         raise ConfigError("--ledger/--keys", "give both or neither")
     if args.ledger is not None:

@@ -51,6 +51,7 @@ class ServerConfig:
     http_host: str | None = None  # default: host
     http_port: int = DEFAULT_HTTP_PORT
     series_dir: Path | None = None  # per-window Parquet series (one sub-folder per asset)
+    lineage_db: Path | None = None  # the [lineage] table: OpenLineage event store (Tier 2)
     ledger_db: Path | None = None  # the [ledger] table: db and keys (both or neither)
     ledger_keys: Path | None = None
     tls: Any = None  # auth.TlsConfig, from the [tls] table
@@ -82,13 +83,13 @@ class ServerConfig:
         """
         from .auth import AuthConfig, tls_from_mapping
 
-        unknown_tables = sorted(set(data) - {"server", "assets", "ledger", "tls", "auth"})
+        tables = {"server", "assets", "ledger", "lineage", "tls", "auth"}
+        unknown_tables = sorted(set(data) - tables)
         if unknown_tables:
-            raise ConfigError(unknown_tables[0], "unknown table; known: server, assets, "
-                              "ledger, tls, auth")  # fmt: skip
+            raise ConfigError(unknown_tables[0], f"unknown table; known: {sorted(tables)}")
         server = dict(data.get("server", {}))
         known = set(cls.__dataclass_fields__) - {"assets", "ledger_db", "ledger_keys", "tls",
-                                                 "auth"}  # fmt: skip
+                                                 "auth", "lineage_db"}  # fmt: skip
         unknown = sorted(set(server) - known)
         if unknown:
             raise ConfigError(f"server.{unknown[0]}", f"unknown key; known: {sorted(known)}")
@@ -101,6 +102,13 @@ class ServerConfig:
         for key in ("db", "keys"):
             if key in ledger:
                 server[f"ledger_{key}"] = _path(ledger[key], base)
+        lineage = dict(data.get("lineage", {}))
+        if sorted(set(lineage) - {"db"}):
+            raise ConfigError(
+                f"lineage.{sorted(set(lineage) - {'db'})[0]}", "unknown key; known: db"
+            )
+        if "db" in lineage:
+            server["lineage_db"] = _path(lineage["db"], base)
         server["tls"] = tls_from_mapping(data.get("tls"), base=base)
         server["auth"] = AuthConfig.from_mapping(dict(data.get("auth", {})), base=base)
         assets = {}

@@ -1,0 +1,250 @@
+"""Tier 2: OpenLineage events validated offline, the version-level graph, convergence and
+re-entry findings on scenarios no public fixture covers, and lineage path proofs."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from lineage_audit.ledger import Ledger
+from lineage_audit.lineage import schemas
+from lineage_audit.lineage.events import EventError, parse_event
+from lineage_audit.lineage.findings import convergence, propagate_confidence, re_entries
+from lineage_audit.lineage.graph import LineageGraph
+from lineage_audit.lineage.proofs import verify_path_proof
+from lineage_audit.lineage.service import LineageService
+from lineage_audit.lineage.store import SQLiteLineageStore
+from lineage_data import dataset as ds
+from lineage_data import run_event as ev
+
+CONFORMANCE = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance"
+OPENLINEAGE = CONFORMANCE / "openlineage"
+UPSTREAM = ("vendor-x", "market-product")
+ASSET = ("deployer", "news-inputs")
+MODEL = ("models", "deployer-llm")
+
+
+# --- validation against the vendored schemas --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", sorted(OPENLINEAGE.glob("client-python-tests/*.json")), ids=lambda p: p.name
+)
+def test_every_client_fixture_event_validates(path):
+    event = parse_event(path.read_bytes())
+    assert event.schema_version in ("1-0-5", "2-0-0", "2-0-2")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((OPENLINEAGE / "spec" / "tests").rglob("*.json")), ids=lambda p: p.parent.name
+)
+def test_every_spec_fixture_validates(path):
+    """Facet fixtures against their facet's schema (the folder names it), as upstream does;
+    the full event through the event validator."""
+    doc = json.loads(path.read_text())
+    if path.name == "example_full_event.json":
+        parse_event(doc)
+        return
+    validator = schemas.facet_document_validator(path.parent.name)
+    assert list(validator.iter_errors(doc)) == []
+
+
+def test_a_facet_that_breaks_its_schema_is_refused_inside_an_event():
+    event = ev("job", [ds("ns", "in", symlinks=(("other", "alias"),))], [])
+    event["inputs"][0]["facets"]["symlinks"]["identifiers"][0]["name"] = 12
+    with pytest.raises(EventError) as info:
+        parse_event(event)
+    assert info.value.field == "$.inputs[0].facets.symlinks.identifiers[0].name"
+
+
+def _valid_event() -> dict:
+    return ev("job", [ds("ns", "in", version="1")], [ds("ns", "out", version="2")])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path"),
+    [
+        (lambda e: e["run"].pop("runId"), "$.run"),
+        (lambda e: e.__setitem__("eventTime", 17), "$.eventTime"),
+        (lambda e: e["inputs"][0].pop("namespace"), "$.inputs[0]"),
+        (lambda e: e["outputs"][0]["facets"]["version"].pop("datasetVersion"),
+         "$.outputs[0].facets.version"),
+        (lambda e: e.__setitem__("eventType", "EXPLODED"), "$.eventType"),
+    ],
+)  # fmt: skip
+def test_mutated_events_fail_naming_the_path(mutate, path):
+    event = _valid_event()
+    mutate(event)
+    with pytest.raises(EventError) as info:
+        parse_event(event)
+    assert info.value.field.startswith(path), info.value
+
+
+def test_unknown_schema_version_malformed_json_and_oversized_are_refused():
+    event = _valid_event()
+    event["schemaURL"] = "https://openlineage.io/spec/9-9-9/OpenLineage.json#/$defs/RunEvent"
+    with pytest.raises(EventError, match="unknown schema version"):
+        parse_event(event)
+    with pytest.raises(EventError, match="not valid JSON"):
+        parse_event(b'{"eventType": "START",')
+    with pytest.raises(EventError, match="exceeds the limit"):
+        parse_event(b" " * (1 << 20) + b"{}")
+
+
+def test_reading_and_writing_one_version_is_a_cycle_and_refused():
+    event = ev("merge", [ds("ns", "t", version="7")], [ds("ns", "t", version="7")])
+    with pytest.raises(EventError, match="a cycle") as info:
+        parse_event(event)
+    assert info.value.field == "$.outputs[0]"
+
+
+# --- scenarios --------------------------------------------------------------------------------
+
+
+def _vendor_scenario(*, refresh_reads_commentary: bool = True) -> list[dict]:
+    """Four vendor feeds built from one upstream product, three independent ones, a deployer
+    asset from all seven, its model, the model's syndicated commentary, and a quarterly
+    refresh of the upstream product that (optionally) retrains on that commentary."""
+    events = [ev("vendor-x.build", [ds("raw", "wire")], [ds(*UPSTREAM)])]
+    events += [ev(f"feed-{i}.pull", [ds(*UPSTREAM)], [ds("feeds", f"vendor-{i}")])
+               for i in range(4)]  # fmt: skip
+    events += [ev(f"indep-{i}", [ds("raw", f"own-{i}")], [ds("feeds", f"indep-{i}")])
+               for i in range(3)]  # fmt: skip
+    sources = [ds("feeds", f"vendor-{i}") for i in range(4)]
+    sources += [ds("feeds", f"indep-{i}") for i in range(3)]
+    events.append(ev("deployer.ingest", sources, [ds(*ASSET)]))
+    events.append(ev("deployer.train", [ds(*ASSET)], [ds(*MODEL, model="deployer-llm")]))
+    events.append(ev("deployer.infer", [ds(*MODEL)], [ds("syndication", "commentary")]))
+    refresh_in = [ds(*UPSTREAM)]
+    if refresh_reads_commentary:
+        refresh_in.append(ds("syndication", "commentary"))
+    events.append(ev("vendor-x.quarterly-refresh", refresh_in, [ds(*UPSTREAM)]))
+    events.append(ev("feed-0.pull", [ds(*UPSTREAM)], [ds("feeds", "vendor-0")]))
+    events.append(ev("deployer.ingest", [ds("feeds", "vendor-0")], [ds(*ASSET)]))
+    events.append(ev("deployer.train", [ds(*ASSET)], [ds(*MODEL)]))
+    return events
+
+
+def _graph(events) -> LineageGraph:
+    return LineageGraph(parse_event(e) for e in events)
+
+
+def test_vendor_feeds_converging_on_one_upstream_product():
+    graph = _graph(_vendor_scenario())
+    found = convergence(graph, k=3)
+    assert [(c.asset, c.upstream) for c in found] == [(ASSET, UPSTREAM)]
+    assert found[0].sources == tuple(("feeds", f"vendor-{i}") for i in range(4))
+    assert convergence(graph, k=5) == []  # only four sources share it
+
+
+def test_re_entry_through_a_vendors_quarterly_refresh_at_version_level():
+    graph = _graph(_vendor_scenario())
+    (found,) = re_entries(graph)
+    assert found.model == MODEL and found.model_id == "deployer-llm"
+    text = [n if n[0] == "run" else (n[1], n[2]) for n in found.path]
+    names = [t for t in text if t[0] != "run"]
+    assert names == [("syndication", "commentary"), UPSTREAM, ("feeds", "vendor-0"), ASSET]
+    # without the refresh reading the commentary there is no loop
+    assert re_entries(_graph(_vendor_scenario(refresh_reads_commentary=False))) == []
+
+
+def test_a_merge_loop_is_not_flagged_even_next_to_a_model():
+    events = [
+        ev("train", [ds("warehouse", "facts")], [ds(*MODEL, model="m")]),
+        *(ev("nightly.merge", [ds("warehouse", "facts"), ds("raw", "delta")],
+             [ds("warehouse", "facts")]) for _ in range(3)),
+        ev("infer", [ds(*MODEL), ds("warehouse", "facts")], [ds("warehouse", "facts")]),
+        ev("nightly.merge", [ds("warehouse", "facts")], [ds("warehouse", "facts")]),
+    ]  # fmt: skip
+    graph = _graph(events)
+    assert re_entries(graph) == []
+    assert len(graph.versions_of(("warehouse", "facts"))) == 6  # initial + 5 writes
+
+
+def test_aliases_are_one_dataset_and_parent_runs_are_followed():
+    """The refresh writes the upstream under an alias; training runs as a child of a parent
+    run whose other child read the contaminated asset."""
+    events = _vendor_scenario(refresh_reads_commentary=False)[:-3]
+    alias = ("s3://vendor-x", "products/market")
+    events.append(ev("vendor-x.quarterly-refresh",
+                     [ds(*UPSTREAM), ds("syndication", "commentary")],
+                     [ds(*alias, symlinks=(UPSTREAM,))]))  # fmt: skip
+    events.append(ev("feed-0.pull", [ds(*UPSTREAM)], [ds("feeds", "vendor-0")]))
+    events.append(ev("deployer.ingest", [ds("feeds", "vendor-0")], [ds(*ASSET)]))
+    parent = "0f6f6f0e-0000-4000-8000-000000000001"
+    events.append(ev("retrain", [], [], run_id=parent, event_type="START"))
+    events.append(ev("retrain.prepare", [ds(*ASSET)], [ds("scratch", "shards")],
+                     parent=(parent, "retrain")))  # fmt: skip
+    events.append(ev("retrain.fit", [ds("registry", "tokenizer")], [ds(*MODEL)],
+                     parent=(parent, "retrain")))  # fmt: skip
+    graph = _graph(events)
+    assert graph.canonical(alias) == graph.canonical(UPSTREAM)
+    (found,) = re_entries(graph)
+    assert ("dataset", *ASSET) in [n[:3] for n in found.path]
+
+
+def test_opaque_sources_degrade_confidence_downstream():
+    graph = _graph(_vendor_scenario())
+    effective = propagate_confidence(graph, {("feeds", "indep-1"): 0.3, UPSTREAM: 0.8})
+    assert effective[("feeds", "indep-1")] == 0.3
+    assert effective[ASSET] == 0.3 and effective[MODEL] == 0.3
+    assert effective[("feeds", "vendor-2")] == 0.8
+    assert ("feeds", "indep-0") not in effective  # not downstream of a rated source
+
+
+# --- store, ledger and path proofs ------------------------------------------------------------
+
+
+@pytest.fixture
+def service(tmp_path, keyring):
+    ledger = Ledger.open(tmp_path / "ledger.db", keyring)
+    with ThreadPoolExecutor(2) as pool:
+        svc = LineageService(SQLiteLineageStore(tmp_path / "lineage.db"), ledger, pool,
+                             actor="test:ingest")  # fmt: skip
+        yield svc
+        svc.store.close()
+    ledger.close()
+
+
+def test_ingest_is_all_or_nothing_and_attested_in_batches(service):
+    events = _vendor_scenario()
+    bad = copy.deepcopy(events[3])
+    bad["run"]["runId"] = 12
+    with pytest.raises(EventError) as info:
+        service.ingest_now([*events[:3], bad])
+    assert info.value.field == "[3]$.run.runId"
+    assert service.store.count() == 0 and service.ledger.size == 0
+    first = service.ingest_now(events[:6])
+    again = service.ingest_now(events[:6])  # a client retry: acknowledged, not stored twice
+    assert (first.stored, again.stored, again.duplicates) == (6, 0, 6)
+    assert service.store.count() == 6 and service.ledger.size == 2  # one intent + outcome
+    intent = service.ledger.entry(first.record_seq).statement()
+    assert intent["subject"][0]["name"] == "openlineage-batch:6"
+
+
+def test_path_proof_proves_the_ancestry_and_reveals_nothing_else(service, keyring):
+    events = _vendor_scenario()
+    for event in events:
+        service.ingest_now([event])
+    bundle = service.path_proof("dataset:deployer:news-inputs")
+    verdict = verify_path_proof(bundle, keyring.public_keys())
+    assert verdict.valid, verdict.line()
+    assert ("feeds:vendor-0", "deployer:news-inputs") in verdict.edges
+    text = json.dumps(bundle)
+    proved = {json.loads(base64.b64decode(e["event"]))["job"]["name"] for e in bundle["events"]}
+    assert "deployer.infer" in proved and "vendor-x.quarterly-refresh" in proved
+    assert "deployer.train" in {json.loads(e)["job"]["name"] for e in map(json.dumps, events)}
+    # the latest training run is downstream of the asset: not part of its ancestry
+    last_train = events[-1]["run"]["runId"]
+    assert last_train not in text
+
+    tampered = copy.deepcopy(bundle)
+    body = json.loads(base64.b64decode(tampered["events"][0]["event"]))
+    body["job"]["name"] = "someone-else"
+    tampered["events"][0]["event"] = base64.b64encode(json.dumps(body).encode()).decode()
+    verdict = verify_path_proof(tampered, keyring.public_keys())
+    assert not verdict.valid and verdict.reason == "lineage_event", verdict.line()
