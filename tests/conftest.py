@@ -185,3 +185,11 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def merkle_verify_bin() -> str:
+    """The built `merkle-verify` binary (make setup builds it; MERKLE_VERIFY_BIN overrides)."""
+    path = Path(os.environ.get("MERKLE_VERIFY_BIN", ROOT / "target/release/merkle-verify"))
+    assert path.exists(), f"{path} is missing: run `make setup`"
+    return str(path)

@@ -248,3 +248,23 @@ def test_path_proof_proves_the_ancestry_and_reveals_nothing_else(service, keyrin
     tampered["events"][0]["event"] = base64.b64encode(json.dumps(body).encode()).decode()
     verdict = verify_path_proof(tampered, keyring.public_keys())
     assert not verdict.valid and verdict.reason == "lineage_event", verdict.line()
+
+
+def test_the_picture_highlights_opaque_sources_convergence_and_the_re_entry_path(tmp_path):
+    import cairosvg
+    from lineage_audit.lineage.picture import render_svg
+
+    graph = _graph(_vendor_scenario())
+    opaque = {("feeds", "indep-1")}
+    svg = render_svg(graph, convergence(graph, 3), re_entries(graph),
+                     propagate_confidence(graph, {("feeds", "indep-1"): 0.3}),
+                     opaque=opaque)  # fmt: skip
+    assert svg.count('marker-end="url(#hot)"') == 7  # the re-entry path's edges
+    assert 'stroke-dasharray="5,3"/><text x' in svg and ">feeds:indep-1<" in svg
+    assert ">vendor-x:market-product<" in svg and "#e08a00" in svg
+    assert "re-entry: output of model deployer-llm returns as its training input" in svg
+    out = Path(__file__).resolve().parent / "output"
+    out.mkdir(exist_ok=True)
+    png = out / "lineage-scenario.png"  # looked at by a person when the drawing changes
+    cairosvg.svg2png(bytestring=svg.encode(), write_to=str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

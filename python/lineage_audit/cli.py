@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lineage_audit.ledger.cli",
     "lineage_audit.divergence.cli",
     "lineage_audit.provenance.cli",
+    "lineage_audit.lineage.cli",
     "lineage_audit.server.cli",
     "lineage_audit.demo",
 )
