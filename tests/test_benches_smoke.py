@@ -101,6 +101,25 @@ EXPECTED = {
             "fraction_of_bound",
         },
     ),
+    "bench_web_verify.py": (
+        "web_verify",
+        {
+            "entries",
+            "bundle_bytes",
+            "browser_verify_ms",
+            "browser_first_run_ms",
+            "browser_render_ms",
+            "browser_entries_per_s",
+            "browser_ecdsa",
+            "browser_requests",
+            "chromium",
+            "rust_cli_ms",
+            "rust_cli_one_thread_ms",
+            "rust_entries_per_s",
+            "ratio_browser_vs_rust",
+            "ratio_browser_vs_rust_one_thread",
+        },
+    ),
 }
 
 
