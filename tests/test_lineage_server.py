@@ -4,6 +4,7 @@ read API and gRPC; bad input is refused with its path and stores nothing."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import subprocess
@@ -184,7 +185,15 @@ def test_grpc_reads_findings_and_a_path_proof_that_merkle_verify_accepts(
     done = subprocess.run([merkle_verify_bin, str(path), "--keys", str(pub)],
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "lineage" in done.stdout
+    assert "5 lineage events proved in their attested batches" in done.stdout
+    tampered = json.loads(proof.json)
+    event = json.loads(base64.b64decode(tampered["events"][0]["event"]))
+    event["job"]["name"] = "someone-else"
+    tampered["events"][0]["event"] = base64.b64encode(json.dumps(event).encode()).decode()
+    path.write_text(json.dumps(tampered))
+    done = subprocess.run([merkle_verify_bin, str(path), "--keys", str(pub)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 1 and "INVALID lineage_event" in done.stdout, done.stdout
 
 
 def test_events_written_by_the_clients_file_transport_ingest_from_the_cli(

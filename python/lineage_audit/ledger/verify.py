@@ -25,6 +25,7 @@ from typing import Any
 
 from . import _vcore as v
 from .errors import FormatError
+from .lineage_events import check_events
 from .verify_db import LedgerReport, verify_ledger
 
 __all__ = [
@@ -56,6 +57,7 @@ REASONS = (
     "inclusion",
     "chain",
     "consistency",
+    "lineage_event",
 )
 
 
@@ -319,9 +321,15 @@ def verify_bundle(bundle: bytes | str | Mapping[str, Any], public_keys: object =
         note = _run(parsed, keys)
     except _Fail as fail:
         return Verdict(False, fail.reason, fail.seq, fail.message, pinned, seqs=seqs)
+    failed = check_events(obj)  # 8: a lineage path proof's events
+    if failed is not None:
+        reason, seq, message = failed
+        return Verdict(False, reason, seq, message, pinned, seqs=seqs)
     since = ""
     if parsed.old_checkpoint is not None:
         since = ", consistent with the earlier checkpoint"
+    if obj.get("events"):
+        since += f", {len(obj['events'])} lineage events proved in their attested batches"
     trust = "keys pinned" if pinned else "keys NOT pinned: taken from the bundle itself"
     message = (
         f"{len(seqs)} entr{'y' if len(seqs) == 1 else 'ies'} in {note.origin} at tree size "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from html import escape
+from itertools import pairwise
 
 from .findings import Convergence, ReEntry
 from .graph import DatasetKey, LineageGraph
@@ -138,7 +139,7 @@ def _reentry_edges(graph: LineageGraph, reentries: list[ReEntry]) -> set[tuple[s
                 ids.append(f"job:{job[0]}:{job[1]}" if job else None)
             else:
                 ids.append(f"dataset:{n[1]}:{n[2]}")
-        out.update((a, b) for a, b in zip(ids, ids[1:], strict=False) if a and b)
+        out.update((a, b) for a, b in pairwise(ids) if a and b)
     return out
 
 
@@ -175,7 +176,7 @@ def _node(node: str, at, style: str, hot: bool, confidence: float | None) -> str
     x, y, w = at
     fill, stroke = COLOURS[style]
     dash = ' stroke-dasharray="5,3"' if style == "opaque" else ""
-    width = 3 if hot or style != "dataset" and style != "job" else 1.5
+    width = 3 if hot or (style != "dataset" and style != "job") else 1.5
     rx = 14 if style == "job" else 4
     title = escape(node) + ("" if confidence is None else f" (confidence {confidence:.2f})")
     text = escape(_label(node))

@@ -20,6 +20,7 @@ use crate::checkpoint::{verify_checkpoint, Checkpoint};
 use crate::dsse::{verify_selected, Envelope};
 use crate::keys::PublicKeys;
 use crate::leaf::LeafInput;
+use crate::lineage_events::{check_events, parse_events, EventProof};
 use crate::merkle::{self, Hash};
 
 /// The bundle `format` this verifier knows.
@@ -44,6 +45,7 @@ pub enum Reason {
     Inclusion,
     Chain,
     Consistency,
+    LineageEvent,
 }
 
 impl Reason {
@@ -57,6 +59,7 @@ impl Reason {
             Self::Inclusion => "inclusion",
             Self::Chain => "chain",
             Self::Consistency => "consistency",
+            Self::LineageEvent => "lineage_event",
         }
     }
 }
@@ -148,6 +151,8 @@ pub struct Bundle {
     pub keys: Option<Value>,
     pub entries: Vec<BundleEntry>,
     pub consistency: Option<ConsistencyProof>,
+    /// A lineage path proof's events (step 8); empty for other bundles.
+    pub events: Vec<EventProof>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +165,8 @@ struct BundleJson {
     entries: Vec<Value>,
     #[serde(default)]
     consistency: Option<ConsistencyJson>,
+    #[serde(default)]
+    events: Option<Vec<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -208,12 +215,14 @@ impl Bundle {
         }
         let entries = parse_entries(json.entries)?;
         let consistency = json.consistency.map(parse_consistency).transpose()?;
+        let events = parse_events(json.events.unwrap_or_default())?;
         Ok(Self {
             kind: json.kind,
             checkpoint: json.checkpoint,
             keys: json.keys,
             entries,
             consistency,
+            events,
         })
     }
 
@@ -223,17 +232,17 @@ impl Bundle {
             .map_err(|e| Failure::new(Reason::CheckpointSignature, None, e.to_string()))
     }
 
-    /// Steps 2-7 against the verified checkpoint.
+    /// Steps 2-8 against the verified checkpoint.
     pub fn check_entries(&self, checkpoint: &Checkpoint, keys: &PublicKeys) -> Result<(), Failure> {
         check_signatures_present(&self.entries, keys)?;
         check_signatures_valid(&self.entries, keys)?;
         check_leaf_binding(&self.entries, keys)?;
         check_inclusion(&self.entries, checkpoint)?;
         check_chain(&self.entries)?;
-        match &self.consistency {
-            Some(consistency) => check_consistency(consistency, checkpoint, keys),
-            None => Ok(()),
+        if let Some(consistency) = &self.consistency {
+            check_consistency(consistency, checkpoint, keys)?;
         }
+        check_events(&self.events, &self.entries)
     }
 
     /// The bundle's own keys (used only when none are pinned).
@@ -290,8 +299,12 @@ fn valid_message(bundle: &Bundle, cp: &Checkpoint) -> String {
         Some(_) => ", consistent with the older checkpoint",
         None => "",
     };
+    let events = match bundle.events.len() {
+        0 => String::new(),
+        n => format!(", {n} lineage events proved in their attested batches"),
+    };
     format!(
-        "{} entries verified against checkpoint {} at tree size {}{consistency}",
+        "{} entries verified against checkpoint {} at tree size {}{consistency}{events}",
         bundle.entries.len(),
         cp.origin,
         cp.size

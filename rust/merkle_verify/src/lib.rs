@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod dsse;
 pub mod keys;
 pub mod leaf;
+pub mod lineage_events;
 pub mod merkle;
 pub mod shared_paths;
 pub mod signature;
