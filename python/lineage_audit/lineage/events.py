@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rfc8785
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError
 
 from ..errors import FieldError
 from . import schemas
@@ -91,7 +91,7 @@ def validate_event(event: Any) -> str:
     if not isinstance(url, str) or not url:
         raise EventError("$.schemaURL", "missing: every OpenLineage event names its schema")
     version, kind = _schema_of(url)
-    _check(schemas.validator_for(f"{schemas.core_schema_url(version)}#/$defs/{kind}"), event, "$")
+    _check(schemas.checker_for(f"{schemas.core_schema_url(version)}#/$defs/{kind}"), event, "$")
     for path, facet in _facets(event):
         validate_facet(facet, path)
     return version
@@ -104,7 +104,7 @@ def validate_facet(facet: Any, path: str) -> bool:
     if not (isinstance(facet_url, str) and schemas.is_openlineage_url(facet_url)):
         return False
     try:
-        validator = schemas.facet_validator(facet_url, path.rsplit(".", 1)[-1])
+        validator = schemas.facet_checker(facet_url, path.rsplit(".", 1)[-1])
     except KeyError:
         raise EventError(f"{path}._schemaURL", "unknown facet schema",
                          facet_url) from None  # fmt: skip
@@ -138,8 +138,8 @@ def _schema_of(url: str) -> tuple[str, str]:
     return version, kind
 
 
-def _check(validator, instance: Any, path: str) -> None:
-    error = best_match(validator.iter_errors(instance))
+def _check(checker: schemas.Checker, instance: Any, path: str) -> None:
+    error = checker.first_error(instance)
     if error is not None:
         raise EventError(_join(path, error), _problem(error))
 

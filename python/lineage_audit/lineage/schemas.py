@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -72,6 +73,43 @@ def is_openlineage_url(url: str) -> bool:
     return bool(re.match(r"^https?://openlineage\.io/spec/", url))
 
 
+def _unresolvable(uri: str) -> dict[str, Any]:
+    """Old core schemas name facet files that were never published (``<core>/facets/...``);
+    like the Python validator, which only fails if such a reference is actually followed,
+    the fast validator is built without them (they constrain nothing)."""
+    return {}
+
+
+@cache
+def _fast_registry() -> jsonschema_rs.Registry:
+    return jsonschema_rs.Registry(list(_resources().items()), retriever=_unresolvable)
+
+
+class Checker:
+    """A compiled validator (jsonschema-rs, Rust) for the common case — valid input — and the
+    reference implementation (jsonschema) to name the failing path when it is not."""
+
+    def __init__(self, url: str, slow: Draft202012Validator) -> None:
+        self.slow = slow
+        self.fast = jsonschema_rs.validator_for({"$ref": url}, registry=_fast_registry())
+
+    def first_error(self, instance: Any):
+        if self.fast.is_valid(instance):
+            return None
+        from jsonschema.exceptions import best_match
+
+        return best_match(self.slow.iter_errors(instance))
+
+
+@cache
+def checker_for(url: str) -> Checker:
+    """:func:`validator_for` with a compiled fast path (same KeyError for unknown schemas)."""
+    slow = validator_for(url)
+    base, _, fragment = url.partition("#")
+    base = base.replace("http://", "https://", 1)
+    return Checker(f"{base}#{fragment}" if fragment else base, slow)
+
+
 @cache
 def validator_for(url: str) -> Draft202012Validator:
     """A validator for a schema (``$id``) or a definition inside one (``$id#/$defs/Name``).
@@ -86,6 +124,13 @@ def validator_for(url: str) -> Draft202012Validator:
 
 
 _FACET_URL = re.compile(r"^https?://openlineage\.io/spec/facets/(\d+-\d+-\d+)/(\w+)\.json(#.*)?$")
+
+
+@cache
+def facet_checker(url: str, key: str | None = None) -> Checker | None:
+    """:func:`facet_validator` as a :class:`Checker`."""
+    slow = facet_validator(url, key)
+    return None if slow is None else checker_for(slow.schema["$ref"])
 
 
 def facet_validator(url: str, key: str | None = None) -> Draft202012Validator | None:
