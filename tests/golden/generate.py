@@ -4,8 +4,8 @@ Run from the repository root (only when the formats change; the outputs are comm
 
     .venv/bin/python tests/golden/generate.py
 
-Every verifier (pure Python, the Rust crate and extension, `merkle-verify`, and later the
-browser page) must reach the verdict that `verdicts.json` lists for each file. The private
+Every verifier (pure Python, the Rust crate and extension, `merkle-verify`, and the browser
+page's modules in web/) must reach the verdict that `verdicts.json` lists for each file. The private
 keys in `keys/` and `other-keys/` are TEST KEYS, public on purpose: never trust them.
 """
 
@@ -35,7 +35,7 @@ from lineage_audit.ledger.merkle import (  # noqa: E402
     leaf_hash,
     root_hash,
 )
-from lineage_audit.ledger.records import make_record, sign_envelope  # noqa: E402
+from lineage_audit.ledger.records import canonical_json, make_record, sign_envelope  # noqa: E402
 
 Bundle = dict[str, Any]
 ORIGIN = "golden.lineage-audit.test/log"
@@ -131,6 +131,53 @@ def crafted_log(ring: KeyRing, size: int, leaf_patch: Callable[[int, LeafInput],
     }
 
 
+# --- a lineage path proof (docs/formats.md §6.1) -----------------------------------------
+
+
+def lineage_events(n: int) -> list[bytes]:
+    """n OpenLineage-shaped events in canonical JSON: a chain of jobs, each reading the last."""
+    events = []
+    for i in range(n):
+        event = {
+            "eventType": "COMPLETE",
+            "eventTime": f"2026-01-0{i + 1}T00:00:00Z",
+            "job": {"namespace": "golden", "name": f"step{i}"},
+            "run": {"runId": f"00000000-0000-4000-8000-00000000000{i}"},
+            "inputs": [{"namespace": "golden", "name": f"d{i}"}],
+            "outputs": [{"namespace": "golden", "name": f"d{i + 1}"}],
+            "producer": "https://lineage-audit.dev/golden",
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        }
+        events.append(canonical_json(event))
+    return events
+
+
+def lineage_path(ring: KeyRing, workdir: Path) -> Bundle:
+    """A lineage-path bundle: one ingest intent signing a 5-event batch, 2 events proved."""
+    events = lineage_events(5)
+    fetch = fetcher([leaf_hash(e) for e in events])
+    root = root_hash(len(events), fetch)
+    ledger = Ledger.open(workdir / "lineage.db", ring)
+    subject = [(f"openlineage-batch:{len(events)}", root.hex())]
+    with ledger.action("lineage.ingest", actor="golden:lineage", subject=subject, events=5):
+        pass
+    ledger.checkpoint()
+    bundle = ledger.evidence_bundle([0], kind="lineage-path")
+    ledger.close()
+    bundle["node"] = "dataset:golden:d3"
+    bundle["events"] = [
+        {
+            "record_seq": 0,
+            "index": i,
+            "size": len(events),
+            "event": b64(events[i]),
+            "path": [b64(h) for h in inclusion_proof(i, len(events), fetch)],
+        }
+        for i in (1, 2)
+    ]
+    return bundle
+
+
 # --- mutations ------------------------------------------------------------------------------
 
 
@@ -192,6 +239,19 @@ def flip_consistency(bundle: Bundle) -> Bundle:
     return out
 
 
+def tamper_event(bundle: Bundle, item: int) -> Bundle:
+    out = copy.deepcopy(bundle)
+    event = unb64(out["events"][item]["event"]).replace(b"step", b"stop", 1)
+    out["events"][item]["event"] = b64(event)
+    return out
+
+
+def change_event_size(bundle: Bundle, item: int, delta: int) -> Bundle:
+    out = copy.deepcopy(bundle)
+    out["events"][item]["size"] += delta
+    return out
+
+
 def change_tlog_index(text: str, new_index: int) -> str:
     lines = text.split("\n")
     assert lines[2].startswith("index ")
@@ -239,6 +299,7 @@ def main() -> None:
         ranged = ledger.evidence_bundle(range(8), since=4)
         tlog = ledger.tlog_proof(3)
         ledger.close()
+        lineage = lineage_path(ring, Path(tmp))
 
     dump("valid-single.bundle.json", single)
     row("valid-single.bundle.json", True, None, None, what="one entry, pinned keys")
@@ -336,6 +397,31 @@ def main() -> None:
         "leaf_mismatch",
         3,
         what="seq 3's leaf commits to a different ECDSA signature",
+    )
+
+    dump("valid-lineage-path.bundle.json", lineage)
+    row(
+        "valid-lineage-path.bundle.json",
+        True,
+        None,
+        None,
+        what="lineage path proof: 2 events proved in the batch an ingest intent signs",
+    )
+    dump("lineage-event-tampered.bundle.json", tamper_event(lineage, 1))
+    row(
+        "lineage-event-tampered.bundle.json",
+        False,
+        "lineage_event",
+        0,
+        what="the second proved event's JSON changed; its batch root is signed at seq 0",
+    )
+    dump("lineage-event-wrong-size.bundle.json", change_event_size(lineage, 0, +1))
+    row(
+        "lineage-event-wrong-size.bundle.json",
+        False,
+        "lineage_event",
+        0,
+        what="an event claims a batch of 6 where the intent signs 5",
     )
 
     text = json.dumps(ranged, indent=2)
