@@ -68,6 +68,7 @@ const SCREENSHOTS = {
   'broken-chain-link.bundle.json[keys.pub.json]': 'broken-chain-link.png',
   'tampered-checkpoint.bundle.json[keys.pub.json]': 'tampered-checkpoint.png',
   'valid.tlog-proof[keys.pub.json]': 'valid-tlog-proof.png',
+  'lineage-event-tampered.bundle.json[keys.pub.json]': 'lineage-event-tampered.png',
 };
 
 const entriesIn = (file) => (file.endsWith('.tlog-proof') ? 1 : JSON.parse(readFileSync(path.join(GOLDEN, file), 'utf8')).entries.length);
@@ -88,14 +89,19 @@ describe('golden verdicts in the browser', () => {
         assert.match(await verdict.getAttribute('class'), new RegExp(`\\b${green}\\b`));
         assert.equal(await entries.count(), entriesIn(c.file));
         assert.equal(await page.locator('#entries > li[data-status=ok]').count(), entriesIn(c.file), 'every entry green');
+        assert.equal(await page.locator('#events > li:not([data-status=ok])').count(), 0, 'every event green');
         if (!c.pubkeys) assert.match(await verdict.innerText(), /Keys NOT pinned/);
       } else {
         assert.match(await verdict.getAttribute('class'), /\bbad\b/);
         assert.ok(headline.includes(`INVALID · ${c.reason}`), headline);
         if (c.seq !== null) {
           assert.ok(headline.includes(`at seq ${c.seq}`), headline);
-          const failing = page.locator(`#entries > li[data-seq="${c.seq}"][data-status=fail]`);
-          assert.equal(await failing.count(), 1, `entry ${c.seq} is red`);
+          // A lineage event names the seq of the record signing its batch; the event is red.
+          const failing =
+            c.reason === 'lineage_event'
+              ? page.locator(`#events > li[data-record-seq="${c.seq}"][data-status=fail]`)
+              : page.locator(`#entries > li[data-seq="${c.seq}"][data-status=fail]`);
+          assert.equal(await failing.count(), 1, `the item at seq ${c.seq} is red`);
           assert.ok((await failing.locator('.state').innerText()).includes(c.reason));
         }
         if (c.reason === 'checkpoint_signature' && !c.file.endsWith('.tlog-proof')) {

@@ -135,6 +135,41 @@ test('bundle shape (step 0): each wrong field is malformed, with seq null', asyn
   assert.equal((await verifyBundle(JSON.stringify(withExtras), keys())).valid, true, 'unknown members ignored');
 });
 
+test('lineage events (§6.1): shape errors are malformed at step 0, before any signature', async () => {
+  const base = JSON.parse(golden('valid-lineage-path.bundle.json'));
+  const mutations = {
+    'events not a list': (b) => (b.events = {}),
+    'record_seq negative': (b) => (b.events[0].record_seq = -1),
+    'index missing': (b) => delete b.events[0].index,
+    'event not base64': (b) => (b.events[0].event = 'e30'),
+    'short path hash': (b) => (b.events[0].path[0] = 'AAAA'),
+    'path too long': (b) => (b.events[0].path = Array(65).fill(ROOT)),
+    // A broken envelope too: shape still wins, as step 0 comes first.
+    'with a bad signature': (b) => {
+      b.events[0].size = '5';
+      b.entries[0].envelope.signatures.pop();
+    },
+  };
+  for (const [name, mutate] of Object.entries(mutations)) {
+    const bundle = structuredClone(base);
+    mutate(bundle);
+    const v = await verifyBundle(JSON.stringify(bundle), keys());
+    assert.deepEqual([v.reason, v.seq], ['malformed', null], `${name}: ${v.message}`);
+  }
+  const none = structuredClone(base);
+  none.events = null;
+  assert.equal((await verifyBundle(JSON.stringify(none), keys())).valid, true, 'null events: none');
+});
+
+test('lineage events: an event not attested by a batch intent of the bundle fails at its seq', async () => {
+  const bundle = JSON.parse(golden('valid-lineage-path.bundle.json'));
+  bundle.events[1].record_seq = 7;
+  const v = await verifyBundle(JSON.stringify(bundle), keys());
+  assert.deepEqual([v.reason, v.seq], ['lineage_event', 7]);
+  assert.deepEqual(v.events.map((e) => e.status), ['ok', 'fail']);
+  assert.equal(v.events[0].event.job, 'golden:step1');
+});
+
 test('§6 ordering: an earlier step wins over an earlier entry, per-entry verdicts kept', async () => {
   const bundle = JSON.parse(golden('valid-range.bundle.json'));
   const bySeq = (s) => bundle.entries.find((e) => e.seq === s);

@@ -32,10 +32,14 @@ for (const backend of ['auto', 'noble']) {
         assert.equal(v.keysPinned, c.pubkeys !== null);
         assert.equal(typeof v.message, 'string');
         if (c.valid) assert.ok(v.entries.every((e) => e.status === 'ok'));
-        if (c.seq !== null && v.entries.length) {
+        if (c.reason === 'lineage_event') {
+          const failing = v.events.find((e) => e.recordSeq === c.seq && e.status === 'fail');
+          assert.ok(failing, 'the failing event is marked');
+        } else if (c.seq !== null && v.entries.length) {
           const failing = v.entries.find((e) => e.seq === c.seq && e.status === 'fail');
           assert.equal(failing?.reason, c.reason, 'the failing entry carries the reason');
         }
+        if (c.valid && v.events) assert.ok(v.events.every((e) => e.status === 'ok'));
       });
     }
   });

@@ -14,6 +14,7 @@ const REASON_TEXT = {
   inclusion: 'an entry is not included in the checkpoint’s tree',
   chain: 'the hash chain between entries is broken',
   consistency: 'the checkpoint does not extend the older one',
+  lineage_event: 'a lineage event is not in the batch its record signs',
 };
 
 const $ = (id) => document.getElementById(id);
@@ -263,6 +264,45 @@ function entryView(entry) {
   );
 }
 
+function eventView(item) {
+  const e = item.event;
+  const flow = e.error ? e.error : `${e.inputs.join(', ') || '—'} → ${e.outputs.join(', ') || '—'}`;
+  const state = { ok: 'proved', fail: 'lineage_event', unchecked: 'not checked' }[item.status];
+  return h(
+    'li',
+    { class: `entry ${item.status}`, dataset: { recordSeq: item.recordSeq, status: item.status } },
+    h(
+      'div',
+      { class: 'entry-head' },
+      h('span', { class: 'icon', 'aria-hidden': 'true' }, STATUS_ICON[item.status]),
+      h('span', { class: 'seq' }, `event ${item.index + 1} of ${item.size}`),
+      h('span', { class: 'title' }, [e.eventType, e.job].filter(Boolean).join(' · ') || 'event'),
+      h('span', { class: 'state' }, state),
+    ),
+    item.status !== 'ok' && item.message && h('p', { class: 'why' }, item.message),
+    h(
+      'dl',
+      { class: 'fields' },
+      h('dt', {}, 'datasets'),
+      h('dd', {}, flow),
+      h('dt', {}, 'batch signed at'),
+      h('dd', {}, `seq ${item.recordSeq}`),
+      e.eventTime && [h('dt', {}, 'event time'), h('dd', {}, e.eventTime)],
+    ),
+    e.json && h('details', {}, h('summary', {}, 'event JSON'), h('pre', {}, e.json)),
+  );
+}
+
+function eventsList(events, node) {
+  if (!events?.length) return '';
+  const proved = events.filter((e) => e.status === 'ok').length;
+  const of = node ? ` of ${node} (as the bundle names it)` : '';
+  return [
+    h('h3', { class: 'entries-title' }, `Lineage path${of}: ${events.length} events, ${proved} proved in their signed batches`),
+    h('ol', { id: 'events', class: 'entries' }, events.map(eventView)),
+  ];
+}
+
 function renderResult(name, size, result, verifyMs, ecdsa) {
   const section = $('result');
   const entries = result.entries ?? [];
@@ -277,6 +317,7 @@ function renderResult(name, size, result, verifyMs, ecdsa) {
     checkpointView(result) ?? '',
     summary ? h('h3', { class: 'entries-title' }, summary) : '',
     entries.length ? h('ol', { id: 'entries', class: 'entries' }, entries.map(entryView)) : '',
+    ...[eventsList(result.events, result.lineageNode)].flat(),
   );
   section.hidden = false;
   section.scrollIntoView({ block: 'start' });

@@ -1,4 +1,4 @@
-// Evidence bundles (docs/formats.md §6): step 0 (shape), then the ordered checks 1-7.
+// Evidence bundles (docs/formats.md §6): step 0 (shape), then the ordered checks 1-8.
 //
 // Every entry is taken through steps 2-6 on its own, which gives the page a verdict per
 // entry. The bundle's verdict is the §6 algorithm's: the lowest step any entry fails, at the
@@ -8,6 +8,7 @@ import { FormatError, base64Field, decodeUtf8, equal, toHex } from './bytes.js';
 import { NoteError, verifyNote } from './checkpoint.js';
 import { isObject, parseKeys } from './keys.js';
 import { LEAF_SIZE, pae, parseLeaf } from './leaf.js';
+import { batchRoots, describeEvent, eventError, parseEvents } from './lineage.js';
 import { consistencyError, inclusionError, leafHash, sha256 } from './merkle.js';
 import { MLDSA65_SIG_SIZE, mldsa65Verify } from './mldsa.js';
 import { describeRecord } from './record.js';
@@ -27,6 +28,7 @@ export const REASONS = [
   'inclusion',
   'chain',
   'consistency',
+  'lineage_event',
 ];
 const STEP = Object.fromEntries(REASONS.map((reason, step) => [reason, step]));
 const ZERO_HASH = new Uint8Array(32);
@@ -106,7 +108,10 @@ export function parseBundle(obj, { needKeys }) {
       proof: hashes(c.proof, 'consistency.proof'),
     };
   }
-  return { kind: top.kind, checkpoint, keys, entries, consistency };
+  const events = parseEvents(top.events);
+  // `node` (a lineage path proof's subject) is only shown, never trusted for anything.
+  const node = typeof top.node === 'string' ? top.node : null;
+  return { kind: top.kind, checkpoint, keys, entries, consistency, events, node };
 }
 
 // --- steps 2-6, one entry at a time ---------------------------------------------------------
@@ -167,7 +172,7 @@ function included(entry, note, hash) {
     return failure('inclusion', `seq ${entry.seq} is not below the tree size ${note.size}`);
   }
   const why = inclusionError(entry.seq, note.size, hash, entry.proof, note.root);
-  return why && failure('inclusion', `inclusion proof does not verify: ${why}`);
+  return why && failure('inclusion', `inclusion proof fails against the root of size ${note.size}: ${why}`);
 }
 
 function chained(entry, hashBySeq) {
@@ -247,6 +252,17 @@ function entryView(entry, outcome, leafHashHex, status) {
   };
 }
 
+function eventsView(events, errors) {
+  return events.map((e, i) => ({
+    recordSeq: e.recordSeq,
+    index: e.index,
+    size: e.size,
+    status: errors === null ? 'unchecked' : errors[i] ? 'fail' : 'ok',
+    message: errors === null ? 'not checked: an earlier step failed' : errors[i],
+    event: describeEvent(e.event),
+  }));
+}
+
 const noteView = (note) => ({
   origin: note.origin,
   size: Number(note.size),
@@ -292,13 +308,21 @@ export async function verifyBundle(data, keys = null, { onProgress } = {}) {
     const unchecked = failure('checkpoint_signature', 'not checked: the checkpoint is not trusted');
     return verdict(false, 'checkpoint_signature', null, `checkpoint: ${err.message}`, keysPinned, {
       entries: parsed.entries.map((e) => entryView(e, unchecked, toHex(leafHash(e.leafInput)), 'unchecked')),
+      events: eventsView(parsed.events, null),
     });
   }
   const { outcomes, leafHashes } = await checkEntries(parsed.entries, trusted, note, onProgress);
   const entries = parsed.entries.map((e, i) =>
     entryView(e, outcomes[i], toHex(leafHashes[i]), outcomes[i] ? 'fail' : 'ok'),
   );
-  const context = { checkpoint: noteView(note), entries, bundleKind: parsed.kind, consistency: null };
+  const context = {
+    checkpoint: noteView(note),
+    entries,
+    bundleKind: parsed.kind,
+    lineageNode: parsed.node,
+    consistency: null,
+    events: eventsView(parsed.events, null),
+  };
   const first = firstFailure(parsed.entries, outcomes);
   if (first) return verdict(false, first.reason, first.seq, first.message, keysPinned, context);
   if (parsed.consistency) {
@@ -306,8 +330,20 @@ export async function verifyBundle(data, keys = null, { onProgress } = {}) {
     context.consistency = { ok: why === null, message: why ?? 'the checkpoint extends the older one' };
     if (why) return verdict(false, 'consistency', null, why, keysPinned, context);
   }
+  // 8: a lineage path proof's events, each in the batch its intent signs (first failure wins)
+  const roots = batchRoots(parsed.entries);
+  const eventErrors = parsed.events.map((e, i) => eventError(e, i, roots));
+  context.events = eventsView(parsed.events, eventErrors);
+  const badEvent = eventErrors.findIndex((why) => why !== null);
+  if (badEvent >= 0) {
+    const seq = parsed.events[badEvent].recordSeq;
+    return verdict(false, 'lineage_event', seq, eventErrors[badEvent], keysPinned, context);
+  }
   const n = parsed.entries.length;
-  const since = parsed.consistency ? ', consistent with the earlier checkpoint' : '';
+  let since = parsed.consistency ? ', consistent with the earlier checkpoint' : '';
+  if (parsed.events.length) {
+    since += `, ${parsed.events.length} lineage events proved in their attested batches`;
+  }
   const trust = keysPinned ? 'keys pinned' : 'keys NOT pinned: taken from the bundle itself';
   const message =
     `${n} entr${n === 1 ? 'y' : 'ies'} in ${note.origin} at tree size ${note.size}` +

@@ -42,7 +42,7 @@ export function inclusionError(index, size, leaf, proof, root) {
     sn >>= 1n;
   }
   if (sn !== 0n) return 'proof is shorter than the path to the root';
-  return equal(r, root) ? null : 'computed root differs from the checkpoint root';
+  return equal(r, root) ? null : 'the computed root does not match';
 }
 
 export const verifyInclusion = (index, size, leaf, proof, root) =>
