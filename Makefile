@@ -78,6 +78,7 @@ test-rust: setup
 lint: setup
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
+	cd web && npm run --silent format:check
 
 test-python: setup
 	MERKLE_VERIFY_BIN=$(CURDIR)/target/release/merkle-verify $(VENV)/bin/pytest -q

@@ -39,13 +39,25 @@ export function contentSecurityPolicy(script, style) {
   ].join('; ');
 }
 
+/** Replaces the one match of `pattern` (a function replacement: `$` in code stays literal). */
+function fill(text, pattern, content) {
+  if (!pattern.test(text)) throw new Error(`template: no ${pattern}`);
+  return text.replace(pattern, () => content);
+}
+
 const script = await bundleScript();
 const style = readFileSync(path.join(WEB, 'src', 'page', 'style.css'), 'utf8');
 const template = readFileSync(path.join(WEB, 'src', 'page', 'index.html'), 'utf8');
-const html = template
-  .replace('%CSP%', () => contentSecurityPolicy(script, style))
-  .replace('%STYLE%', () => style)
-  .replace('%SCRIPT%', () => script);
+// Each element's content must be exactly what was hashed: no whitespace around it.
+const html = fill(
+  fill(
+    fill(template, /%CSP%/, contentSecurityPolicy(script, style)),
+    /<style>\s*%STYLE%\s*<\/style>/,
+    `<style>${style}</style>`,
+  ),
+  /<script>\s*%SCRIPT%\s*<\/script>/,
+  `<script>${script}</script>`,
+);
 mkdirSync(path.dirname(OUT), { recursive: true });
 writeFileSync(OUT, html);
 console.log(`wrote ${path.relative(process.cwd(), OUT)} (${(html.length / 1024).toFixed(0)} KiB)`);

@@ -23,9 +23,13 @@ try {
   for (let i = 0; i < repeats; i++) {
     await tab.evaluate(() => (window.lineageAuditLast = null));
     await tab.setInputFiles('#evidence-input', bundle);
-    await tab.waitForFunction(() => window.lineageAuditLast && document.body.dataset.state === 'done', null, {
-      timeout: 600_000,
-    });
+    await tab.waitForFunction(
+      () => window.lineageAuditLast && document.body.dataset.state === 'done',
+      null,
+      {
+        timeout: 600_000,
+      },
+    );
     runs.push(
       await tab.evaluate(() => {
         const last = window.lineageAuditLast;

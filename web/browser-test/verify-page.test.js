@@ -21,14 +21,22 @@ const requests = []; // every request any page of `context` made
 const problems = []; // console errors, page errors, CSP violations
 
 before(async () => {
-  assert.ok(existsSync(PAGE), `${PAGE} is missing: build it with \`make setup\` (npm run build in web/)`);
+  assert.ok(
+    existsSync(PAGE),
+    `${PAGE} is missing: build it with \`make setup\` (npm run build in web/)`,
+  );
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (make tools)`);
   mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu'] });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu'],
+  });
   context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   context.on('request', (r) => requests.push(r.url()));
   // Belt and braces: anything that is not the page itself would be refused and recorded.
-  await context.route('**/*', (route) => (route.request().url() === PAGE_URL ? route.continue() : route.abort()));
+  await context.route('**/*', (route) =>
+    route.request().url() === PAGE_URL ? route.continue() : route.abort(),
+  );
 });
 
 after(async () => {
@@ -45,7 +53,9 @@ async function openPage(ctx = context, { provokesViolations = false } = {}) {
   await page.waitForSelector('body[data-state=ready]');
   await page.evaluate(() => {
     window.cspViolations = [];
-    document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(e.violatedDirective));
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.cspViolations.push(e.violatedDirective),
+    );
   });
   return page;
 }
@@ -57,7 +67,10 @@ async function verifyIn(page, file, pubkeys) {
     await page.waitForSelector('#keys-status[data-pinned=true]');
   }
   await page.setInputFiles('#evidence-input', path.join(GOLDEN, file));
-  await page.waitForFunction((name) => window.lineageAuditLast?.file === name && document.body.dataset.state === 'done', file);
+  await page.waitForFunction(
+    (name) => window.lineageAuditLast?.file === name && document.body.dataset.state === 'done',
+    file,
+  );
   return page.locator('#verdict');
 }
 
@@ -71,7 +84,10 @@ const SCREENSHOTS = {
   'lineage-event-tampered.bundle.json[keys.pub.json]': 'lineage-event-tampered.png',
 };
 
-const entriesIn = (file) => (file.endsWith('.tlog-proof') ? 1 : JSON.parse(readFileSync(path.join(GOLDEN, file), 'utf8')).entries.length);
+const entriesIn = (file) =>
+  file.endsWith('.tlog-proof')
+    ? 1
+    : JSON.parse(readFileSync(path.join(GOLDEN, file), 'utf8')).entries.length;
 
 describe('golden verdicts in the browser', () => {
   for (const c of cases) {
@@ -88,8 +104,16 @@ describe('golden verdicts in the browser', () => {
         const green = c.pubkeys ? 'ok' : 'warn'; // unpinned keys: valid, but amber
         assert.match(await verdict.getAttribute('class'), new RegExp(`\\b${green}\\b`));
         assert.equal(await entries.count(), entriesIn(c.file));
-        assert.equal(await page.locator('#entries > li[data-status=ok]').count(), entriesIn(c.file), 'every entry green');
-        assert.equal(await page.locator('#events > li:not([data-status=ok])').count(), 0, 'every event green');
+        assert.equal(
+          await page.locator('#entries > li[data-status=ok]').count(),
+          entriesIn(c.file),
+          'every entry green',
+        );
+        assert.equal(
+          await page.locator('#events > li:not([data-status=ok])').count(),
+          0,
+          'every event green',
+        );
         if (!c.pubkeys) assert.match(await verdict.innerText(), /Keys NOT pinned/);
       } else {
         assert.match(await verdict.getAttribute('class'), /\bbad\b/);
@@ -105,7 +129,11 @@ describe('golden verdicts in the browser', () => {
           assert.ok((await failing.locator('.state').innerText()).includes(c.reason));
         }
         if (c.reason === 'checkpoint_signature' && !c.file.endsWith('.tlog-proof')) {
-          assert.equal(await page.locator('#entries > li[data-status=ok]').count(), 0, 'nothing is green');
+          assert.equal(
+            await page.locator('#entries > li[data-status=ok]').count(),
+            0,
+            'nothing is green',
+          );
         }
       }
       assert.deepEqual(await page.evaluate(() => window.cspViolations), []);
@@ -119,8 +147,15 @@ describe('golden verdicts in the browser', () => {
 describe('the page itself', () => {
   test('carries a CSP that forbids every network request and allows only its own inline code', async () => {
     const page = await openPage(context, { provokesViolations: true });
-    const csp = await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content');
-    const directives = Object.fromEntries(csp.split(';').map((d) => d.trim().split(/\s+/)).map(([k, ...v]) => [k, v]));
+    const csp = await page
+      .locator('meta[http-equiv="Content-Security-Policy"]')
+      .getAttribute('content');
+    const directives = Object.fromEntries(
+      csp
+        .split(';')
+        .map((d) => d.trim().split(/\s+/))
+        .map(([k, ...v]) => [k, v]),
+    );
     assert.deepEqual(directives['default-src'], ["'none'"]);
     assert.equal(directives['connect-src'], undefined, 'no connect-src: default-src none applies');
     assert.match(directives['script-src'].join(' '), /^'sha256-[A-Za-z0-9+/]{43}='$/);
@@ -144,19 +179,27 @@ describe('the page itself', () => {
     const bytes = readFileSync(path.join(GOLDEN, 'payload-bit-flip.bundle.json'), 'utf8');
     const keys = readFileSync(path.join(GOLDEN, 'keys.pub.json'), 'utf8');
     const drop = async (name, text) => {
-      const transfer = await page.evaluateHandle(([n, t]) => {
-        const dt = new DataTransfer();
-        dt.items.add(new File([t], n, { type: 'application/json' }));
-        return dt;
-      }, [name, text]);
+      const transfer = await page.evaluateHandle(
+        ([n, t]) => {
+          const dt = new DataTransfer();
+          dt.items.add(new File([t], n, { type: 'application/json' }));
+          return dt;
+        },
+        [name, text],
+      );
       await page.dispatchEvent('#dropzone', 'drop', { dataTransfer: transfer });
     };
     await drop('keys.pub.json', keys); // a keys file dropped is trusted, not verified
     await page.waitForSelector('#keys-status[data-pinned=true]');
     await drop('payload-bit-flip.bundle.json', bytes);
-    await page.waitForFunction(() => window.lineageAuditLast?.file === 'payload-bit-flip.bundle.json');
+    await page.waitForFunction(
+      () => window.lineageAuditLast?.file === 'payload-bit-flip.bundle.json',
+    );
     assert.equal(await page.locator('#verdict').getAttribute('data-reason'), 'envelope_signature');
-    assert.equal(await page.locator('#entries > li[data-seq="3"]').getAttribute('data-status'), 'fail');
+    assert.equal(
+      await page.locator('#entries > li[data-seq="3"]').getAttribute('data-status'),
+      'fail',
+    );
     await page.close();
   });
 
@@ -182,7 +225,10 @@ describe('the page itself', () => {
     const page = await openPage();
     await page.setInputFiles('#keys-input', path.join(GOLDEN, 'valid-single.bundle.json'));
     await page.waitForSelector('#keys-error:not([hidden])');
-    assert.match(await page.locator('#keys-error').innerText(), /cannot be used: pinned keys\.format/);
+    assert.match(
+      await page.locator('#keys-error').innerText(),
+      /cannot be used: pinned keys\.format/,
+    );
     assert.equal(await page.locator('#keys-status').getAttribute('data-pinned'), 'false');
     await page.close();
   });

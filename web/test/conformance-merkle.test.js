@@ -5,7 +5,12 @@ import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { decodeBase64 } from '../src/verify/bytes.js';
-import { consistencyError, inclusionError, verifyConsistency, verifyInclusion } from '../src/verify/merkle.js';
+import {
+  consistencyError,
+  inclusionError,
+  verifyConsistency,
+  verifyInclusion,
+} from '../src/verify/merkle.js';
 import { conformanceFile, readJson } from './support/paths.js';
 
 function jsonFiles(dir) {
@@ -37,8 +42,15 @@ test('inclusion vectors err exactly when expected', () => {
   let happy = 0;
   for (const file of inclusion) {
     const c = readJson(file);
-    const why = inclusionError(BigInt(c.leafIdx), BigInt(c.treeSize), b64(c.leafHash), b64List(c.proof), b64(c.root));
-    if ((why !== null) !== c.wantErr) wrong.push(`${file} (${c.desc}): wantErr=${c.wantErr}, got ${why}`);
+    const why = inclusionError(
+      BigInt(c.leafIdx),
+      BigInt(c.treeSize),
+      b64(c.leafHash),
+      b64List(c.proof),
+      b64(c.root),
+    );
+    if ((why !== null) !== c.wantErr)
+      wrong.push(`${file} (${c.desc}): wantErr=${c.wantErr}, got ${why}`);
     happy += c.wantErr ? 0 : 1;
   }
   assert.deepEqual(wrong, []);
@@ -49,8 +61,15 @@ test('consistency vectors err exactly when expected', () => {
   const wrong = [];
   for (const file of consistency) {
     const c = readJson(file);
-    const why = consistencyError(BigInt(c.size1), BigInt(c.size2), b64List(c.proof), b64(c.root1), b64(c.root2));
-    if ((why !== null) !== c.wantErr) wrong.push(`${file} (${c.desc}): wantErr=${c.wantErr}, got ${why}`);
+    const why = consistencyError(
+      BigInt(c.size1),
+      BigInt(c.size2),
+      b64List(c.proof),
+      b64(c.root1),
+      b64(c.root2),
+    );
+    if ((why !== null) !== c.wantErr)
+      wrong.push(`${file} (${c.desc}): wantErr=${c.wantErr}, got ${why}`);
   }
   assert.deepEqual(wrong, []);
 });

@@ -113,7 +113,10 @@ test('high-S: noble (lowS: false) and the default path accept every (r, n - s) t
   for (const backend of ['noble', 'auto']) {
     setEcdsaBackend(backend);
     for (const { group, t, twin } of twins) {
-      assert.ok(await p256Key(group, t.tcId).verifyRaw(fromHex(t.msg), twin), `${backend} tcId ${t.tcId}`);
+      assert.ok(
+        await p256Key(group, t.tcId).verifyRaw(fromHex(t.msg), twin),
+        `${backend} tcId ${t.tcId}`,
+      );
     }
   }
   setEcdsaBackend('auto');

@@ -34,7 +34,10 @@ test('DER signatures: strict encodings only', () => {
   const r = '01'.repeat(32);
   assert.deepEqual(derToRaw(hex(`30440220${r}0220${r}`)), new Uint8Array(64).fill(1));
   const high = `80${'01'.repeat(31)}`; // high bit set: needs its 00 sign byte
-  assert.deepEqual(derToRaw(hex(`3045022100${high}0220${r}`)).subarray(0, 32), new Uint8Array(hex(high)));
+  assert.deepEqual(
+    derToRaw(hex(`3045022100${high}0220${r}`)).subarray(0, 32),
+    new Uint8Array(hex(high)),
+  );
   for (const [why, bad] of [
     ['long-form length that fits the short form', `3081440220${r}0220${r}`],
     ['indefinite length', `30800220${r}0220${r}0000`],
@@ -74,7 +77,8 @@ test('checkpoint notes: body, extensions, signature lines, limits', () => {
     `o\n1\n${ROOT}\n\n${sig.repeat(17)}`,
     'x'.repeat(64 * 1024 + 1),
   ];
-  for (const text of bad) assert.throws(() => parseNote(text), NoteError, JSON.stringify(text.slice(0, 80)));
+  for (const text of bad)
+    assert.throws(() => parseNote(text), NoteError, JSON.stringify(text.slice(0, 80)));
   assert.doesNotThrow(() => parseNote(`o\n18446744073709551615\n${ROOT}\n\n${sig.repeat(16)}`));
 });
 
@@ -129,10 +133,18 @@ test('bundle shape (step 0): each wrong field is malformed, with seq null', asyn
     mutate(bundle);
     const pinned = name.startsWith('unpinned') ? null : keys();
     const v = await verifyBundle(JSON.stringify(bundle), pinned);
-    assert.deepEqual([v.valid, v.reason, v.seq], [false, 'malformed', null], `${name}: ${v.message}`);
+    assert.deepEqual(
+      [v.valid, v.reason, v.seq],
+      [false, 'malformed', null],
+      `${name}: ${v.message}`,
+    );
   }
   const withExtras = { ...structuredClone(base), extra: 1, consistency: null };
-  assert.equal((await verifyBundle(JSON.stringify(withExtras), keys())).valid, true, 'unknown members ignored');
+  assert.equal(
+    (await verifyBundle(JSON.stringify(withExtras), keys())).valid,
+    true,
+    'unknown members ignored',
+  );
 });
 
 test('lineage events (§6.1): shape errors are malformed at step 0, before any signature', async () => {
@@ -166,7 +178,10 @@ test('lineage events: an event not attested by a batch intent of the bundle fail
   bundle.events[1].record_seq = 7;
   const v = await verifyBundle(JSON.stringify(bundle), keys());
   assert.deepEqual([v.reason, v.seq], ['lineage_event', 7]);
-  assert.deepEqual(v.events.map((e) => e.status), ['ok', 'fail']);
+  assert.deepEqual(
+    v.events.map((e) => e.status),
+    ['ok', 'fail'],
+  );
   assert.equal(v.events[0].event.job, 'golden:step1');
 });
 
@@ -181,7 +196,16 @@ test('§6 ordering: an earlier step wins over an earlier entry, per-entry verdic
   const v = await verifyBundle(JSON.stringify(bundle), keys());
   assert.deepEqual([v.reason, v.seq], ['signature_missing', 5]);
   const status = Object.fromEntries(v.entries.map((e) => [e.seq, e.reason ?? e.status]));
-  assert.deepEqual(status, { 0: 'ok', 1: 'ok', 2: 'ok', 3: 'envelope_signature', 4: 'ok', 5: 'signature_missing', 6: 'ok', 7: 'ok' });
+  assert.deepEqual(status, {
+    0: 'ok',
+    1: 'ok',
+    2: 'ok',
+    3: 'envelope_signature',
+    4: 'ok',
+    5: 'signature_missing',
+    6: 'ok',
+    7: 'ok',
+  });
 });
 
 test('records read as in-toto statements', () => {

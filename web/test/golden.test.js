@@ -12,11 +12,19 @@ const { cases } = readJson(path.join(GOLDEN, 'verdicts.json'));
 const read = (name) => new Uint8Array(readFileSync(path.join(GOLDEN, name)));
 
 test('the table lists every golden file and every reason code', () => {
-  const files = readdirSync(GOLDEN).filter((n) => n.endsWith('.bundle.json') || n.endsWith('.tlog-proof'));
+  const files = readdirSync(GOLDEN).filter(
+    (n) => n.endsWith('.bundle.json') || n.endsWith('.tlog-proof'),
+  );
   assert.deepEqual(new Set(cases.map((c) => c.file)), new Set(files));
   const reasons = new Set(cases.map((c) => c.reason));
   for (const reason of [...REASONS, null]) assert.ok(reasons.has(reason), `no case for ${reason}`);
-  const mutations = ['payload-bit-flip', 'stripped-signature', 'wrong-key', 'wrong-tree-size', 'broken-chain-link'];
+  const mutations = [
+    'payload-bit-flip',
+    'stripped-signature',
+    'wrong-key',
+    'wrong-tree-size',
+    'broken-chain-link',
+  ];
   for (const m of mutations) assert.ok(files.includes(`${m}.bundle.json`), m);
 });
 
@@ -28,7 +36,11 @@ for (const backend of ['auto', 'noble']) {
         setEcdsaBackend(backend);
         const keys = c.pubkeys ? loadKeysFile(read(c.pubkeys)) : null;
         const v = await verifyFile(read(c.file), keys);
-        assert.deepEqual({ valid: v.valid, reason: v.reason, seq: v.seq }, { valid: c.valid, reason: c.reason, seq: c.seq }, v.message);
+        assert.deepEqual(
+          { valid: v.valid, reason: v.reason, seq: v.seq },
+          { valid: c.valid, reason: c.reason, seq: c.seq },
+          v.message,
+        );
         assert.equal(v.keysPinned, c.pubkeys !== null);
         assert.equal(typeof v.message, 'string');
         if (c.valid) assert.ok(v.entries.every((e) => e.status === 'ok'));

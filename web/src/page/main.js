@@ -91,14 +91,26 @@ function renderKeys() {
   const fp = keyFingerprints(state.keys);
   status.append(
     h('strong', {}, `Trusted log: ${fp.log}`),
-    h('span', { class: 'muted' }, remembered ? ' (remembered on this computer)' : ` (${state.keysFrom})`),
+    h(
+      'span',
+      { class: 'muted' },
+      remembered ? ' (remembered on this computer)' : ` (${state.keysFrom})`,
+    ),
     h(
       'dl',
       { class: 'fingerprints' },
       h('dt', {}, 'record keys'),
-      h('dd', {}, fp.record.map((id) => h('code', {}, id))),
+      h(
+        'dd',
+        {},
+        fp.record.map((id) => h('code', {}, id)),
+      ),
       h('dt', {}, 'checkpoint keys'),
-      h('dd', {}, fp.checkpoint.map((id) => h('code', {}, id))),
+      h(
+        'dd',
+        {},
+        fp.checkpoint.map((id) => h('code', {}, id)),
+      ),
     ),
   );
 }
@@ -123,7 +135,9 @@ async function keysChanged() {
 /** Public-keys files are told apart from bundles by their `format` member. */
 function looksLikeKeysFile(bytes) {
   const text = decodeUtf8(bytes.subarray(0, 4096)) ?? '';
-  return /"format"\s*:\s*"lineage-audit\/public-keys\/v1"/.test(text) && !text.includes('"entries"');
+  return (
+    /"format"\s*:\s*"lineage-audit\/public-keys\/v1"/.test(text) && !text.includes('"entries"')
+  );
 }
 
 async function handleFile(file) {
@@ -159,10 +173,19 @@ async function verifyAndShow(name, bytes) {
   try {
     result = await verifyFile(bytes, state.keys, { onProgress });
   } catch (err) {
-    result = { valid: false, reason: 'malformed', seq: null, message: `internal error: ${err.message}`, entries: [] };
+    result = {
+      valid: false,
+      reason: 'malformed',
+      seq: null,
+      message: `internal error: ${err.message}`,
+      entries: [],
+    };
   }
   const verifyMs = performance.now() - start;
-  const ecdsa = { webcrypto: ecdsaStats.webcrypto - before.webcrypto, noble: ecdsaStats.noble - before.noble };
+  const ecdsa = {
+    webcrypto: ecdsaStats.webcrypto - before.webcrypto,
+    noble: ecdsaStats.noble - before.noble,
+  };
   progress.hidden = true;
   const renderStart = performance.now();
   renderResult(name, bytes.length, result, verifyMs, ecdsa);
@@ -181,7 +204,9 @@ function verdictBanner(name, size, result, verifyMs, ecdsa) {
   const explain = valid ? null : REASON_TEXT[result.reason];
   const timing =
     `${name} · ${(size / 1024).toFixed(1)} KiB · verified in ${verifyMs.toFixed(0)} ms` +
-    (ecdsa.webcrypto || ecdsa.noble ? ` · ECDSA by WebCrypto ${ecdsa.webcrypto}, noble ${ecdsa.noble}` : '');
+    (ecdsa.webcrypto || ecdsa.noble
+      ? ` · ECDSA by WebCrypto ${ecdsa.webcrypto}, noble ${ecdsa.noble}`
+      : '');
   const unpinned = valid && !result.keysPinned;
   return h(
     'div',
@@ -191,11 +216,20 @@ function verdictBanner(name, size, result, verifyMs, ecdsa) {
       role: 'status',
       dataset: { valid: String(valid), reason: result.reason ?? '', seq: result.seq ?? '' },
     },
-    h('div', { class: 'headline' }, h('span', { class: 'icon', 'aria-hidden': 'true' }, valid ? '✓' : '✗'), headline),
+    h(
+      'div',
+      { class: 'headline' },
+      h('span', { class: 'icon', 'aria-hidden': 'true' }, valid ? '✓' : '✗'),
+      headline,
+    ),
     explain && h('p', { class: 'explain' }, explain),
     h('p', { class: 'message' }, result.message),
     unpinned &&
-      h('p', { class: 'unpinned' }, 'Keys NOT pinned: this only shows the bundle agrees with itself. Load the log’s public keys to know who signed it.'),
+      h(
+        'p',
+        { class: 'unpinned' },
+        'Keys NOT pinned: this only shows the bundle agrees with itself. Load the log’s public keys to know who signed it.',
+      ),
     h('p', { class: 'timing' }, timing),
   );
 }
@@ -213,8 +247,18 @@ function checkpointView(result) {
   return h(
     'div',
     { class: 'checkpoint' },
-    h('h3', {}, result.keysPinned ? 'Checkpoint (both signatures verified)' : 'Checkpoint (both signatures verified against the bundle’s own keys)'),
-    h('dl', {}, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, h('code', {}, v))])),
+    h(
+      'h3',
+      {},
+      result.keysPinned
+        ? 'Checkpoint (both signatures verified)'
+        : 'Checkpoint (both signatures verified against the bundle’s own keys)',
+    ),
+    h(
+      'dl',
+      {},
+      rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, h('code', {}, v))]),
+    ),
   );
 }
 
@@ -238,27 +282,55 @@ function recordFields(record) {
 
 function entryView(entry) {
   const record = entry.record;
-  const title = record && !record.error ? [record.kind ?? 'record', record.action].filter(Boolean).join(' · ') : 'leaf';
+  const title =
+    record && !record.error
+      ? [record.kind ?? 'record', record.action].filter(Boolean).join(' · ')
+      : 'leaf';
   const fields = recordFields(record);
   return h(
     'li',
-    { class: `entry ${entry.status}`, dataset: { seq: entry.seq, status: entry.status, reason: entry.reason ?? '' } },
+    {
+      class: `entry ${entry.status}`,
+      dataset: { seq: entry.seq, status: entry.status, reason: entry.reason ?? '' },
+    },
     h(
       'div',
       { class: 'entry-head' },
       h('span', { class: 'icon', 'aria-hidden': 'true' }, STATUS_ICON[entry.status]),
       h('span', { class: 'seq' }, `seq ${entry.seq}`),
       h('span', { class: 'title' }, title),
-      h('span', { class: 'state' }, entry.status === 'ok' ? 'verified' : entry.status === 'fail' ? entry.reason : 'not checked'),
+      h(
+        'span',
+        { class: 'state' },
+        entry.status === 'ok' ? 'verified' : entry.status === 'fail' ? entry.reason : 'not checked',
+      ),
     ),
     entry.message && h('p', { class: 'why' }, entry.message),
-    h('dl', { class: 'fields' }, fields.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+    h(
+      'dl',
+      { class: 'fields' },
+      fields.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]),
+    ),
     h(
       'details',
       {},
       h('summary', {}, 'statement and hashes'),
-      h('dl', { class: 'fields' }, h('dt', {}, 'leaf hash'), h('dd', {}, h('code', {}, entry.leafHash)),
-        entry.signatures.length ? [h('dt', {}, 'signatures'), h('dd', {}, entry.signatures.map((k) => h('code', {}, k)))] : null),
+      h(
+        'dl',
+        { class: 'fields' },
+        h('dt', {}, 'leaf hash'),
+        h('dd', {}, h('code', {}, entry.leafHash)),
+        entry.signatures.length
+          ? [
+              h('dt', {}, 'signatures'),
+              h(
+                'dd',
+                {},
+                entry.signatures.map((k) => h('code', {}, k)),
+              ),
+            ]
+          : null,
+      ),
       record?.json && h('pre', {}, record.json),
     ),
   );
@@ -298,7 +370,11 @@ function eventsList(events, node) {
   const proved = events.filter((e) => e.status === 'ok').length;
   const of = node ? ` of ${node} (as the bundle names it)` : '';
   return [
-    h('h3', { class: 'entries-title' }, `Lineage path${of}: ${events.length} events, ${proved} proved in their signed batches`),
+    h(
+      'h3',
+      { class: 'entries-title' },
+      `Lineage path${of}: ${events.length} events, ${proved} proved in their signed batches`,
+    ),
     h('ol', { id: 'events', class: 'entries' }, events.map(eventView)),
   ];
 }
@@ -307,10 +383,17 @@ function renderResult(name, size, result, verifyMs, ecdsa) {
   const section = $('result');
   const entries = result.entries ?? [];
   const count = (status) => entries.filter((e) => e.status === status).length;
-  const parts = [['verified', count('ok')], ['failed', count('fail')], ['not checked', count('unchecked')]];
+  const parts = [
+    ['verified', count('ok')],
+    ['failed', count('fail')],
+    ['not checked', count('unchecked')],
+  ];
   const summary = entries.length
     ? `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}: ` +
-      parts.filter(([, n]) => n > 0).map(([what, n]) => `${n} ${what}`).join(', ')
+      parts
+        .filter(([, n]) => n > 0)
+        .map(([what, n]) => `${n} ${what}`)
+        .join(', ')
     : null;
   section.replaceChildren(
     verdictBanner(name, size, result, verifyMs, ecdsa),

@@ -79,11 +79,18 @@ function parseEntry(value, field) {
   const envelope = object(obj.envelope, `${field}.envelope`);
   const payloadType = string(envelope.payloadType, `${field}.envelope.payloadType`);
   const payload = base64Field(envelope.payload, `${field}.envelope.payload`);
-  const rawSigs = list(envelope.signatures, `${field}.envelope.signatures`, MAX_ENVELOPE_SIGNATURES);
+  const rawSigs = list(
+    envelope.signatures,
+    `${field}.envelope.signatures`,
+    MAX_ENVELOPE_SIGNATURES,
+  );
   const signatures = rawSigs.map((item, i) => {
     const where = `${field}.envelope.signatures[${i}]`;
     const sig = object(item, where);
-    return { keyid: string(sig.keyid, `${where}.keyid`), sig: base64Field(sig.sig, `${where}.sig`) };
+    return {
+      keyid: string(sig.keyid, `${where}.keyid`),
+      sig: base64Field(sig.sig, `${where}.sig`),
+    };
   });
   const proof = hashes(obj.inclusion_proof, `${field}.inclusion_proof`);
   return { seq, leafInput, leaf, payloadType, payload, signatures, proof };
@@ -172,7 +179,10 @@ function included(entry, note, hash) {
     return failure('inclusion', `seq ${entry.seq} is not below the tree size ${note.size}`);
   }
   const why = inclusionError(entry.seq, note.size, hash, entry.proof, note.root);
-  return why && failure('inclusion', `inclusion proof fails against the root of size ${note.size}: ${why}`);
+  return (
+    why &&
+    failure('inclusion', `inclusion proof fails against the root of size ${note.size}: ${why}`)
+  );
 }
 
 function chained(entry, hashBySeq) {
@@ -307,7 +317,9 @@ export async function verifyBundle(data, keys = null, { onProgress } = {}) {
     if (!(err instanceof NoteError)) throw err;
     const unchecked = failure('checkpoint_signature', 'not checked: the checkpoint is not trusted');
     return verdict(false, 'checkpoint_signature', null, `checkpoint: ${err.message}`, keysPinned, {
-      entries: parsed.entries.map((e) => entryView(e, unchecked, toHex(leafHash(e.leafInput)), 'unchecked')),
+      entries: parsed.entries.map((e) =>
+        entryView(e, unchecked, toHex(leafHash(e.leafInput)), 'unchecked'),
+      ),
       events: eventsView(parsed.events, null),
     });
   }
@@ -327,7 +339,10 @@ export async function verifyBundle(data, keys = null, { onProgress } = {}) {
   if (first) return verdict(false, first.reason, first.seq, first.message, keysPinned, context);
   if (parsed.consistency) {
     const why = await checkConsistency(parsed.consistency, note, trusted);
-    context.consistency = { ok: why === null, message: why ?? 'the checkpoint extends the older one' };
+    context.consistency = {
+      ok: why === null,
+      message: why ?? 'the checkpoint extends the older one',
+    };
     if (why) return verdict(false, 'consistency', null, why, keysPinned, context);
   }
   // 8: a lineage path proof's events, each in the batch its intent signs (first failure wins)

@@ -103,4 +103,3 @@ export async function verifyNote(note, keys) {
   if (!mldsaFound) throw new NoteError(`no ML-DSA-65 signature by "${name}"`);
   return parsed;
 }
-

@@ -48,7 +48,8 @@ export function batchRoots(entries) {
     } catch {
       continue; // not a statement: attests no batch
     }
-    const subjects = isObject(statement) && Array.isArray(statement.subject) ? statement.subject : [];
+    const subjects =
+      isObject(statement) && Array.isArray(statement.subject) ? statement.subject : [];
     for (const subject of subjects) {
       const name = isObject(subject) && typeof subject.name === 'string' ? subject.name : '';
       if (!name.startsWith(BATCH_SUBJECT)) continue;
@@ -71,7 +72,13 @@ export function eventError(event, i, roots) {
   if (BigInt(event.size) !== attested.size) {
     return `events[${i}]: batch size ${event.size} differs from the signed size ${attested.size}`;
   }
-  const why = inclusionError(event.index, event.size, leafHash(event.event), event.path, attested.root);
+  const why = inclusionError(
+    event.index,
+    event.size,
+    leafHash(event.event),
+    event.path,
+    attested.root,
+  );
   return why && `events[${i}]: event is not leaf ${event.index} of the attested batch: ${why}`;
 }
 

@@ -10,7 +10,9 @@ export const MAX_TLOG_PROOF_BYTES = 128 * 1024; // a checkpoint note plus a gene
 
 /** Whether the bytes (or text) start like a tlog-proof rather than a JSON bundle. */
 export const isTlogProof = (data) =>
-  typeof data === 'string' ? data.startsWith(TLOG_PROOF_HEADER) : startsWith(data, utf8(TLOG_PROOF_HEADER));
+  typeof data === 'string'
+    ? data.startsWith(TLOG_PROOF_HEADER)
+    : startsWith(data, utf8(TLOG_PROOF_HEADER));
 
 /** Parses the text form: {leafInput, index (BigInt), path, checkpoint}; FormatError otherwise. */
 export function parseTlogProof(text) {
@@ -41,7 +43,16 @@ export function parseTlogProof(text) {
 const seqNumber = (n) => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString());
 
 function verdict(valid, reason, seq, message, extra = {}) {
-  return { kind: 'tlog-proof', valid, reason, seq, message, keysPinned: true, entries: [], ...extra };
+  return {
+    kind: 'tlog-proof',
+    valid,
+    reason,
+    seq,
+    message,
+    keysPinned: true,
+    entries: [],
+    ...extra,
+  };
 }
 
 /**
@@ -50,7 +61,10 @@ function verdict(valid, reason, seq, message, extra = {}) {
  */
 export async function verifyTlogProof(data, keys) {
   if (keys === null || keys === undefined) {
-    return { ...verdict(false, 'malformed', null, 'tlog-proof: public keys are required'), keysPinned: false };
+    return {
+      ...verdict(false, 'malformed', null, 'tlog-proof: public keys are required'),
+      keysPinned: false,
+    };
   }
   let proof;
   let leaf;
@@ -62,7 +76,8 @@ export async function verifyTlogProof(data, keys) {
     }
     proof = parseTlogProof(text);
     leaf = parseLeaf(proof.leafInput);
-    if (leaf === null) throw new FormatError('tlog-proof.extra', 'lacks the lineage-audit/leaf/v1 prefix');
+    if (leaf === null)
+      throw new FormatError('tlog-proof.extra', 'lacks the lineage-audit/leaf/v1 prefix');
   } catch (err) {
     if (!(err instanceof FormatError)) throw err;
     return verdict(false, 'malformed', null, err.message);
@@ -76,18 +91,35 @@ export async function verifyTlogProof(data, keys) {
   }
   const hash = leafHash(proof.leafInput);
   const seq = seqNumber(proof.index);
-  const checkpoint = { origin: note.origin, size: Number(note.size), root: toHex(note.root), extensions: note.extensions };
+  const checkpoint = {
+    origin: note.origin,
+    size: Number(note.size),
+    root: toHex(note.root),
+    extensions: note.extensions,
+  };
   const entry = (status, reason, message) => ({
-    seq, status, reason, message, leafHash: toHex(hash), signatures: [], record: null,
+    seq,
+    status,
+    reason,
+    message,
+    leafHash: toHex(hash),
+    signatures: [],
+    record: null,
   });
   if (leaf.seq !== proof.index) {
     const message = `leaf input seq ${leaf.seq} does not match index ${proof.index}`;
-    return verdict(false, 'leaf_mismatch', seq, message, { checkpoint, entries: [entry('fail', 'leaf_mismatch', message)] });
+    return verdict(false, 'leaf_mismatch', seq, message, {
+      checkpoint,
+      entries: [entry('fail', 'leaf_mismatch', message)],
+    });
   }
   const why = inclusionError(proof.index, note.size, hash, proof.path, note.root);
   if (why) {
     const message = `inclusion proof fails at tree size ${note.size}: ${why}`;
-    return verdict(false, 'inclusion', seq, message, { checkpoint, entries: [entry('fail', 'inclusion', message)] });
+    return verdict(false, 'inclusion', seq, message, {
+      checkpoint,
+      entries: [entry('fail', 'inclusion', message)],
+    });
   }
   const message =
     `seq ${proof.index} included in ${note.origin} at tree size ${note.size} ` +

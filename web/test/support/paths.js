@@ -7,7 +7,8 @@ import path from 'node:path';
 export const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const REPO = path.resolve(WEB, '..');
 export const GOLDEN = path.join(REPO, 'tests', 'golden');
-export const CONFORMANCE = process.env.LINEAGE_AUDIT_CONFORMANCE ?? path.resolve(REPO, '..', 'shared', 'conformance');
+export const CONFORMANCE =
+  process.env.LINEAGE_AUDIT_CONFORMANCE ?? path.resolve(REPO, '..', 'shared', 'conformance');
 
 export function conformanceFile(...parts) {
   const file = path.join(CONFORMANCE, ...parts);
