@@ -1,0 +1,269 @@
+"""Tier 4 with a real (tiny) language model: a 2-layer GPT-2 trained in the test on synthetic
+member texts. Min-K% separates members from non-members; a batch scores exactly like one text
+at a time; ReCaLL's prefix changes only the conditioning of the target tokens; sliding
+windows; a BOS tokenizer; calibrated attribution end to end; bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from attribution_models import make_tokenizer, save_model, torch_threads, trained_tiny
+from lineage_audit.attribution import (
+    ReferenceSet,
+    ScoreConfig,
+    attribute_texts,
+    build_reference,
+    compute_scores,
+    score_texts,
+)
+from lineage_audit.attribution.errors import InputError, ScorerUnavailable
+from lineage_audit.attribution.local import TransformersScorer, windows
+
+torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+pytest.importorskip("transformers", reason="the realtext extra is not installed")
+
+
+def auc(positive, negative) -> float:
+    """P(score of a positive > score of a negative), ties counted half."""
+    pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
+    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return trained_tiny()
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny) -> TransformersScorer:
+    return TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", batch_size=16)
+
+
+def _manual_logprobs(model, ids: list[int], positions) -> np.ndarray:
+    """log p(ids[t] | ids[:t]) for each t, from one plain forward pass (no padding)."""
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids])).logits[0]
+        logp = logits.float().log_softmax(-1)
+    return np.array([float(logp[t - 1, ids[t]]) for t in positions], dtype=np.float32)
+
+
+# --- detection ---------------------------------------------------------------------------------
+
+
+def test_min_k_separates_members_from_non_members(tiny, scorer) -> None:
+    config = ScoreConfig(recall_prefix=tiny.prefix)
+    members = score_texts(scorer, tiny.members, config)
+    others = score_texts(scorer, tiny.nonmembers, config)
+    aucs = {
+        name: auc([s.scores[name] for s in members], [s.scores[name] for s in others])
+        for name in ("loss", "zlib", "min_k", "min_k_plus_plus", "recall")
+    }
+    print("\nAUC members vs non-members:", {k: round(v, 3) for k, v in aucs.items()})
+    assert aucs["min_k"] > 0.9
+    assert aucs["min_k_plus_plus"] > 0.9
+    # ReCaLL's direction (Xie et al. 2024): a non-member prefix lowers members' LL more.
+    assert aucs["recall"] > 0.9
+
+
+def test_a_batch_scores_like_one_text_at_a_time(tiny) -> None:
+    texts = [
+        *tiny.members[:5],
+        *tiny.nonmembers[:5],
+        tiny.chain.texts(1, seed=9, lengths=(100, 100))[0],
+    ]
+    config = ScoreConfig(recall_prefix=tiny.prefix)
+    # max_length 72: the long text is scored in sliding windows, in both runs.
+    batched = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", batch_size=4,
+                                 max_length=72)  # fmt: skip
+    single = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", batch_size=1,
+                                max_length=72)  # fmt: skip
+    a, b = score_texts(batched, texts, config), score_texts(single, texts, config)
+    for x, y in zip(a, b, strict=True):
+        ex, ey = x.evidence, y.evidence
+        np.testing.assert_array_equal(ex.unconditional.token_ids, ey.unconditional.token_ids)
+        for name in ("logprobs", "mu", "sigma"):
+            np.testing.assert_allclose(
+                getattr(ex.unconditional, name), getattr(ey.unconditional, name), atol=2e-5
+            )
+        np.testing.assert_allclose(ex.recall_logprobs, ey.recall_logprobs, atol=2e-5)
+        for name, value in x.scores.items():
+            assert value == pytest.approx(y.scores[name], abs=1e-4), name
+
+
+def test_recall_prefix_changes_only_the_target_tokens_conditioning(tiny, scorer) -> None:
+    texts = tiny.members[:3] + tiny.nonmembers[:3]
+    with_prefix = score_texts(scorer, texts, ScoreConfig(recall_prefix=tiny.prefix))
+    without = score_texts(scorer, texts, ScoreConfig())
+    head = tiny.tokenizer(ScoreConfig(recall_prefix=tiny.prefix).recall_prefix_text)["input_ids"]
+    for text, a, b in zip(texts, with_prefix, without, strict=True):
+        # The unconditional pass is untouched by ReCaLL being on.
+        np.testing.assert_array_equal(
+            a.evidence.unconditional.logprobs, b.evidence.unconditional.logprobs
+        )
+        plain = tiny.tokenizer(text)["input_ids"]
+        # Same target tokens, scored at the same positions of the text (not the prefix's),
+        # each conditioned on prefix + the text's earlier tokens: one plain forward pass.
+        ids = head + plain
+        expected = _manual_logprobs(tiny.model, ids, range(len(head) + 1, len(ids)))
+        assert len(a.evidence.recall_logprobs) == a.n_scored == len(plain) - 1
+        np.testing.assert_allclose(a.evidence.recall_logprobs, expected, atol=2e-5)
+        assert a.scores["recall"] == pytest.approx(
+            float(np.mean(expected, dtype=np.float64)) / a.scores["loss"], rel=1e-5
+        )
+        assert b.scores["recall"] is None
+    # Another prefix: other conditional values, same unconditional ones.
+    other = score_texts(scorer, texts, ScoreConfig(recall_prefix=tuple(tiny.nonmembers[10:12])))
+    assert not np.allclose(
+        other[0].evidence.recall_logprobs, with_prefix[0].evidence.recall_logprobs
+    )
+    np.testing.assert_array_equal(
+        other[0].evidence.unconditional.logprobs, with_prefix[0].evidence.unconditional.logprobs
+    )
+
+
+def test_sliding_windows_score_every_token_once_with_bounded_context(tiny) -> None:
+    for length, first, size, stride in [(40, 1, 16, 8), (17, 1, 16, 5), (100, 3, 32, 31)]:
+        seen = []
+        for begin, end, score_from in windows(length, first, size, stride):
+            assert end - begin <= size and score_from >= min(begin + 1, first)
+            for t in range(score_from, end):
+                assert t - begin >= min(t, size - stride)  # context in its window
+                seen.append(t)
+        assert seen == list(range(first, length))
+    text = tiny.chain.texts(1, seed=11, lengths=(40, 40))[0]
+    windowed = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", max_length=16,
+                                  stride=8)  # fmt: skip
+    result = windowed.token_logprobs([text])[0]
+    ids = tiny.tokenizer(text)["input_ids"]
+    expected = []
+    for begin, end, score_from in windows(len(ids), 1, 16, 8):
+        local = _manual_logprobs(tiny.model, ids[begin:end], range(score_from - begin, end - begin))
+        expected.extend(local)
+    np.testing.assert_allclose(result.logprobs, expected, atol=2e-5)
+    # The first window's tokens see the same context as an unwindowed pass.
+    full = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu").token_logprobs([text])[0]
+    np.testing.assert_allclose(result.logprobs[:15], full.logprobs[:15], atol=2e-5)
+    assert not np.allclose(result.logprobs[15:], full.logprobs[15:])
+
+
+def test_a_bos_tokenizer_scores_every_word(tiny) -> None:
+    tokenizer = make_tokenizer(tiny.chain.words, bos=True)
+    scorer = TransformersScorer(tiny.model, tokenizer, device="cpu", batch_size=3)
+    texts = tiny.members[:4]
+    result = scorer.token_logprobs(texts)
+    for text, tokens in zip(texts, result, strict=True):
+        ids = tokenizer(text)["input_ids"]
+        assert ids[0] == tokenizer.bos_token_id and len(ids) == len(text.split()) + 1
+        assert tokens.n_tokens == len(ids) and tokens.n_scored == len(text.split())
+        expected = _manual_logprobs(tiny.model, ids, range(1, len(ids)))
+        np.testing.assert_allclose(tokens.logprobs, expected, atol=2e-5)
+    # ReCaLL with BOS: the prefix keeps its BOS, the text's words are all scored.
+    config = ScoreConfig(recall_prefix=tiny.prefix)
+    scored = score_texts(scorer, texts[:1], config)[0]
+    head = tokenizer(config.recall_prefix_text)["input_ids"]
+    ids = head + tokenizer(texts[0], add_special_tokens=False)["input_ids"]
+    expected = _manual_logprobs(tiny.model, ids, range(len(head), len(ids)))
+    np.testing.assert_allclose(scored.evidence.recall_logprobs, expected, atol=2e-5)
+
+
+# --- calibrated attribution ---------------------------------------------------------------------
+
+
+def test_calibrated_attribution_flags_members_not_human_texts(tiny, scorer, tmp_path) -> None:
+    config = ScoreConfig(recall_prefix=tiny.prefix)
+    reference = build_reference(scorer, tiny.human, version="synthetic-1", config=config)
+    path = tmp_path / "ref.json"
+    reference.save(path)
+    reference = ReferenceSet.load(path)
+    results = attribute_texts(scorer, reference, tiny.members + tiny.nonmembers, fdr=0.1)
+    members, others = results[: len(tiny.members)], results[len(tiny.members) :]
+    assert all(r.primary == "min_k_plus_plus" and r.reference_sha256 == reference.sha256
+               for r in results)  # fmt: skip
+    assert np.median([r.attribution for r in members]) > 0.9
+    # Non-members are exchangeable with the reference texts: p roughly uniform.
+    assert 0.3 < np.mean([r.p for r in others]) < 0.7
+    flagged = [r for r in results if r.discovery]
+    false = sum(r in others for r in flagged)
+    print(f"\n{len(flagged)} discoveries at q=0.1, {false} of them non-members")
+    assert len(flagged) >= 40 and false <= max(2, 0.2 * len(flagged))
+    # Each score has its own p-value; the evidence recomputes the scores.
+    assert set(members[0].p_values) == {"loss", "zlib", "min_k", "min_k_plus_plus", "recall"}
+    again = score_texts(scorer, tiny.members[:2], config)
+    for item in again:
+        assert compute_scores(item.evidence, config) == item.scores
+
+
+# --- identity, loading, imports -------------------------------------------------------------
+
+
+def test_model_id_follows_the_weights(tiny, tmp_path: Path) -> None:
+    directory = save_model(tiny.model, tiny.tokenizer, tmp_path / "tiny-gpt2")
+    loaded = TransformersScorer.from_pretrained(directory, device="cpu")
+    assert loaded.model_id.startswith("tiny-gpt2@sha256:") and len(loaded.model_id) == 33
+    assert TransformersScorer.from_pretrained(directory, device="cpu").model_id == loaded.model_id
+    text = tiny.members[:2]
+    np.testing.assert_allclose(
+        loaded.token_logprobs(text)[0].logprobs,
+        TransformersScorer(tiny.model, tiny.tokenizer, device="cpu")
+        .token_logprobs(text)[0]
+        .logprobs,
+        atol=1e-6,
+    )
+    in_memory = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu")
+    assert in_memory.model_id.startswith("gpt2@sha256:")
+    assert (
+        in_memory.model_id == TransformersScorer(tiny.model, tiny.tokenizer, device="cpu").model_id
+    )
+    assert in_memory.describe()["device"] == "cpu"
+
+
+def test_attribution_imports_without_torch() -> None:
+    code = (
+        "import sys; import lineage_audit.attribution, lineage_audit.cli; "
+        "lineage_audit.cli.build_parser(); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_naming_the_text(tiny, scorer) -> None:
+    with pytest.raises(InputError, match=r"texts\[1\]: empty text: nothing to score"):
+        score_texts(scorer, ["kalo mi", "   "])
+    with pytest.raises(InputError, match=r"texts\[0\]: expected str"):
+        score_texts(scorer, [b"bytes"])  # type: ignore[list-item]
+    with pytest.raises(InputError, match="not a single string"):
+        score_texts(scorer, "one string")  # type: ignore[arg-type]
+    word = tiny.chain.words[0]
+    with pytest.raises(InputError, match=r"texts\[0\]: 1 token\(s\): too short to score"):
+        score_texts(scorer, [word])
+    long_text = tiny.chain.texts(1, seed=12, lengths=(200, 200))[0]
+    strict = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", long_texts="error")
+    with pytest.raises(
+        InputError, match=r"texts\[1\]: 200 tokens exceed the model's context window of 128"
+    ):
+        strict.token_logprobs([tiny.members[0], long_text])
+    assert scorer.token_logprobs([long_text])[0].n_scored == 199  # windowed by default
+    with pytest.raises(InputError, match=r"recall_prefix: \d+ tokens; the prefix may use at most"):
+        score_texts(scorer, tiny.members[:1], ScoreConfig(recall_prefix=(long_text,)))
+    with pytest.raises(InputError, match="max_length: exceeds the model's context of 128"):
+        TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", max_length=500)
+    with pytest.raises(InputError, match=r"stride: must be in \[1, 15\]"):
+        TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", max_length=16, stride=16)
+    with pytest.raises(InputError, match="device: expected auto, cpu, cuda or cuda:N"):
+        TransformersScorer(tiny.model, tiny.tokenizer, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ScorerUnavailable, match="CUDA is not available"):
+            TransformersScorer(tiny.model, tiny.tokenizer, device="cuda")
