@@ -21,6 +21,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES: tuple[str, ...] = (
     "lineage_audit.ledger.cli",
     "lineage_audit.divergence.cli",
+    "lineage_audit.attribution.cli",
     "lineage_audit.provenance.cli",
     "lineage_audit.lineage.cli",
     "lineage_audit.server.cli",
