@@ -171,6 +171,16 @@ describe('the page itself', () => {
     });
     assert.equal(outcome, 'refused');
     await page.waitForFunction(() => window.cspViolations.includes('connect-src'));
+    // Trusted Types: no string can be parsed into the page as HTML.
+    const sink = await page.evaluate(() => {
+      try {
+        document.createElement('div').innerHTML = '<img src=x>';
+        return 'assigned';
+      } catch (err) {
+        return err.name;
+      }
+    });
+    assert.equal(sink, 'TypeError');
     await page.close();
   });
 
