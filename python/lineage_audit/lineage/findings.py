@@ -47,7 +47,8 @@ class ReEntry:
     model: DatasetKey
     model_id: str
     path: tuple  # nodes from the model's output version to the training input, then the run
-    training_run: str
+    training_run: str  # the first training run that re-ingested the model's output
+    training_runs: int = 1  # how many of the model's training runs did
 
     def to_json(self) -> dict:
         return {
@@ -55,6 +56,7 @@ class ReEntry:
             "model": _name(self.model),
             "model_id": self.model_id,
             "training_run": self.training_run,
+            "training_runs": self.training_runs,
             "path": [_node_text(n) for n in self.path],
         }
 
@@ -69,48 +71,58 @@ def convergence(graph: LineageGraph, k: int = 3) -> list[Convergence]:
     if k < 2:
         raise ValueError(f"k: expected >= 2, got {k}")
     found = []
+    ancestors: dict[DatasetKey, set[DatasetKey]] = {}
+
+    def upstream_of(key: DatasetKey) -> set[DatasetKey]:
+        if key not in ancestors:
+            ancestors[key] = graph.name_ancestors(key)
+        return ancestors[key]
+
     for asset in sorted(graph.datasets()):
         sources = graph.name_sources(asset)
         if len(sources) < k:
             continue
         sharing: dict[DatasetKey, set[DatasetKey]] = {}
         for source in sources:
-            for upstream in graph.name_ancestors(source) | {source}:
+            for upstream in upstream_of(source) | {source}:
                 if upstream != asset:
                     sharing.setdefault(upstream, set()).add(source)
-        candidates = {p: s for p, s in sharing.items() if len(s) >= k}
-        for upstream, shared in sorted(candidates.items()):
-            if _has_nearer(graph, upstream, shared, candidates):
-                continue
-            found.append(Convergence(asset, upstream, tuple(sorted(shared)), k))
-    return found
-
-
-def _has_nearer(graph, upstream, shared, candidates) -> bool:
-    """Another candidate downstream of ``upstream`` shared by the same sources."""
-    return any(
-        other != upstream and s == shared and upstream in graph.name_ancestors(other)
-        for other, s in candidates.items()
-    )
+        candidates = {p: frozenset(s) for p, s in sharing.items() if len(s) >= k}
+        by_sources: dict[frozenset, list[DatasetKey]] = {}
+        for upstream, shared in candidates.items():
+            by_sources.setdefault(shared, []).append(upstream)
+        for shared, group in by_sources.items():
+            for upstream in sorted(group):
+                # the nearest: no other candidate with the same sources lies below it
+                if not any(o != upstream and upstream in upstream_of(o) for o in group):
+                    found.append(Convergence(asset, upstream, tuple(sorted(shared)), k))
+    return sorted(found, key=lambda c: (c.asset, c.upstream))
 
 
 def re_entries(graph: LineageGraph) -> list[ReEntry]:
+    """One finding per model: the path for its first training run that re-ingested its own
+    output, and how many of its training runs did."""
     found = []
     for model, model_id in sorted(graph.models.items()):
         versions = set(graph.versions_of(model))
-        inference = [r for r in graph.runs.values() if r.inputs & versions]
-        training = [r for r in graph.runs.values() if r.outputs & versions]
+        inference = [r for r in graph.runs.values() if not r.inputs.isdisjoint(versions)]
+        training = [r for r in graph.runs.values() if not r.outputs.isdisjoint(versions)]
         outputs = {v for r in inference for v in r.outputs if v not in versions}
         if not outputs or not training:
             continue
         came = graph.reachable(outputs)
+        first, affected = None, 0
         for run in training:
             members = graph.family(run.run_id)
             inputs = {v for rid in members for v in graph.runs[rid].inputs if v not in versions}
             hits = sorted(i for i in inputs if i in came)
             if hits:
-                path = (*_path_to(came, hits[0]), ("run", run.run_id))
-                found.append(ReEntry(model, model_id, path, run.run_id))
+                affected += 1
+                first = first or (run, hits[0])
+        if first is not None:
+            run, hit = first
+            path = (*_path_to(came, hit), ("run", run.run_id))
+            found.append(ReEntry(model, model_id, path, run.run_id, affected))
     return found
 
 

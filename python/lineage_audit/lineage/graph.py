@@ -76,6 +76,7 @@ class LineageGraph:
         self.sources_of: dict[object, set[str]] = defaultdict(set)
         self.events = 0
         self._roots: dict[str, str] | None = None
+        self._names: dict[DatasetKey, set[DatasetKey]] | None = None
         for event in events:
             self.add(event)
 
@@ -85,6 +86,7 @@ class LineageGraph:
         """Add one event (aliases of all its datasets are learned before any edge)."""
         self.events += 1
         self._roots = None
+        self._names = None
         for ref in (*event.inputs, *event.outputs):
             for alias in ref.aliases:
                 self.aliases.union(ref.key, alias)
@@ -186,19 +188,50 @@ class LineageGraph:
                     queue.append(nxt)
         return came
 
+    def _name_pred(self) -> dict[DatasetKey, set[DatasetKey]]:
+        """Dataset -> the datasets (by name) feeding it directly, over the edges that go
+        forward in the order names first appeared (cached).
+
+        At name level a re-entry is a loop, and ancestry around a loop would make everything
+        on it upstream of everything else; the edge that closes a loop points back to a name
+        seen earlier, so dropping such edges keeps the structure (what convergence asks)
+        without the loop."""
+        if self._names is None:
+            order: dict[DatasetKey, int] = {}
+            edges: list[tuple[DatasetKey, DatasetKey]] = []
+            for run in self.runs.values():
+                ins = sorted({(v[1], v[2]) for v in run.inputs})
+                outs = sorted({(v[1], v[2]) for v in run.outputs})
+                for key in (*ins, *outs):
+                    order.setdefault(key, len(order))
+                edges += [(a, b) for a in ins for b in outs if a != b]
+            for node, feeders in self.pred.items():  # explicit lineage facets
+                if node[0] == "dataset":
+                    edges += [((p[1], p[2]), (node[1], node[2])) for p in feeders
+                              if p[0] == "dataset"]  # fmt: skip
+            pred: dict[DatasetKey, set[DatasetKey]] = defaultdict(set)
+            for a, b in edges:
+                if a != b and order.get(a, len(order)) <= order.get(b, len(order)):
+                    pred[b].add(a)
+            self._names = pred
+        return self._names
+
     def name_sources(self, key: DatasetKey) -> set[DatasetKey]:
         """Datasets (by name) that feed any version of ``key`` directly."""
-        out = set()
-        for version in self.versions_of(key):
-            for p in self.pred.get(version, ()):
-                feeders = self.pred.get(p, ()) if p[0] == "run" else (p,)
-                out.update((f[1], f[2]) for f in feeders if f[0] == "dataset")
-        out.discard(self.canonical(key))
-        return out
+        return set(self._name_pred().get(self.canonical(key), ()))
 
     def name_ancestors(self, key: DatasetKey) -> set[DatasetKey]:
-        """Every dataset (by name) upstream of any version of ``key``."""
-        came = self.reachable(self.versions_of(key), forward=False)
-        names = {(n[1], n[2]) for n in came if n[0] == "dataset"}
-        names.discard(self.canonical(key))
-        return names
+        """Every dataset (by name) upstream of ``key`` over the name-level graph of
+        :meth:`_name_pred` (structure, not time: what convergence asks)."""
+        pred = self._name_pred()
+        start = self.canonical(key)
+        seen: set[DatasetKey] = set()
+        queue = deque(pred.get(start, ()))
+        while queue:
+            name = queue.popleft()
+            if name in seen:
+                continue
+            seen.add(name)
+            queue.extend(pred.get(name, ()))
+        seen.discard(start)
+        return seen
