@@ -188,7 +188,16 @@ def test_aliases_are_one_dataset_and_parent_runs_are_followed():
 
 
 def test_opaque_sources_degrade_confidence_downstream():
+    from lineage_audit.provenance import rate_source
+
     graph = _graph(_vendor_scenario())
+    assert graph.openlineage_events(("feeds", "indep-1")) == 2  # written once, read once
+    rating = rate_source("feeds:indep-1", openlineage_events=0)  # nothing but the name
+    assert rating.rating == "opaque" and rating.confidence == 0.3
+    present = rate_source(
+        "feeds:indep-2", openlineage_events=graph.openlineage_events(("feeds", "indep-2"))
+    )
+    assert present.rating == "valid"  # OpenLineage events alone make a source not opaque
     effective = propagate_confidence(graph, {("feeds", "indep-1"): 0.3, UPSTREAM: 0.8})
     assert effective[("feeds", "indep-1")] == 0.3
     assert effective[ASSET] == 0.3 and effective[MODEL] == 0.3

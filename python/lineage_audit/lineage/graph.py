@@ -19,7 +19,7 @@ Built in event arrival order:
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -72,6 +72,7 @@ class LineageGraph:
         self.succ: dict[object, set] = defaultdict(set)  # node -> successors
         self.pred: dict[object, set] = defaultdict(set)
         self.by_name: dict[DatasetKey, set] = defaultdict(set)  # dataset -> its versions
+        self.mentions: Counter[DatasetKey] = Counter()  # events naming each dataset (Tier 1)
         # Which events made which nodes (digests), for lineage path proofs.
         self.sources_of: dict[object, set[str]] = defaultdict(set)
         self.events = 0
@@ -92,6 +93,8 @@ class LineageGraph:
                 self.aliases.union(ref.key, alias)
             if ref.model:
                 self.models[self.aliases.find(ref.key)] = ref.model
+        for key in {self.canonical(ref) for ref in (*event.inputs, *event.outputs)}:
+            self.mentions[key] += 1
         if event.run_id is None:  # DatasetEvent / JobEvent: metadata, explicit lineage only
             for ref in event.outputs:
                 version = self._version_of(ref, written_by=None)
@@ -151,6 +154,10 @@ class LineageGraph:
             self._edge(("dataset", key[0], key[1], self.latest.get(key, INITIAL)), target)
 
     # --- queries ----------------------------------------------------------------------------
+
+    def openlineage_events(self, key: DatasetKey) -> int:
+        """Events that named this dataset (under any alias): Tier 1's OpenLineage presence."""
+        return sum(n for k, n in self.mentions.items() if self.canonical(k) == self.canonical(key))
 
     def datasets(self) -> set[DatasetKey]:
         return set(self.by_name)
