@@ -147,10 +147,19 @@ class IngestQueue:
     are attested together by the next record. Each call is answered once its events are
     stored (after the intent is durable)."""
 
-    def __init__(self, ingestor: Ingestor, executor: Executor, *, max_events: int = 4096):
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        executor: Executor,
+        *,
+        max_events: int = 4096,
+        max_wait: float = 0.002,
+    ) -> None:
         self.ingestor = ingestor
         self.executor = executor
         self.max_events = max_events
+        self.max_wait = max_wait
+        self._last_size = 1
         self._calls: list[_Call] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -182,7 +191,10 @@ class IngestQueue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self._last_size > 1 and self.max_wait > 0 and not self._closing:
+                await asyncio.sleep(self.max_wait)  # callers are concurrent: gather more
             group = self._take()
+            self._last_size = len(group)
             events = [e for call in group for e in call.events]
             try:
                 result = await loop.run_in_executor(

@@ -22,6 +22,7 @@ Precedence, highest first: flags, environment (``LINEAGE_AUDIT_HOST``, ``LINEAGE
     [ledger]                  # the audit ledger (alerts, baseline switches, server runs)
     db = "ledger.db"
     keys = "keys"
+    signer = "process"        # a worker process holds the keys and signs; or "inline"
 
     [tls]                     # optional: TLS; with client_ca, mTLS (client certs required)
     cert = "server.pem"
@@ -114,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = _settings(args)
     ledger = None
     if config.ledger_db is not None:
-        ledger = Ledger.open(config.ledger_db, config.ledger_keys)
+        ledger = Ledger.open(config.ledger_db, config.ledger_keys, signer=config.ledger_signer)
     try:
         asyncio.run(_main(config, ledger))
     finally:

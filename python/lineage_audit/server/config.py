@@ -54,6 +54,10 @@ class ServerConfig:
     lineage_db: Path | None = None  # the [lineage] table: OpenLineage event store (Tier 2)
     ledger_db: Path | None = None  # the [ledger] table: db and keys (both or neither)
     ledger_keys: Path | None = None
+    # "process": a worker process holds the private keys and signs while the server keeps
+    # serving (key isolation, and signing stops competing with the event loop for the GIL);
+    # "inline": sign in the server process.
+    ledger_signer: str = "process"
     tls: Any = None  # auth.TlsConfig, from the [tls] table
     auth: Any = None  # auth.AuthConfig, from the [auth] table (default: no auth)
 
@@ -89,19 +93,24 @@ class ServerConfig:
             raise ConfigError(unknown_tables[0], f"unknown table; known: {sorted(tables)}")
         server = dict(data.get("server", {}))
         known = set(cls.__dataclass_fields__) - {"assets", "ledger_db", "ledger_keys", "tls",
-                                                 "auth", "lineage_db"}  # fmt: skip
+                                                 "auth", "lineage_db", "ledger_signer"}  # fmt: skip
         unknown = sorted(set(server) - known)
         if unknown:
             raise ConfigError(f"server.{unknown[0]}", f"unknown key; known: {sorted(known)}")
         if "series_dir" in server:
             server["series_dir"] = _path(server["series_dir"], base)
         ledger = dict(data.get("ledger", {}))
-        extra = sorted(set(ledger) - {"db", "keys"})
+        extra = sorted(set(ledger) - {"db", "keys", "signer"})
         if extra:
-            raise ConfigError(f"ledger.{extra[0]}", "unknown key; known: db, keys")
+            raise ConfigError(f"ledger.{extra[0]}", "unknown key; known: db, keys, signer")
         for key in ("db", "keys"):
             if key in ledger:
                 server[f"ledger_{key}"] = _path(ledger[key], base)
+        if "signer" in ledger:
+            if ledger["signer"] not in ("process", "inline"):
+                raise ConfigError("ledger.signer", "expected 'process' or 'inline'",
+                                  ledger["signer"])  # fmt: skip
+            server["ledger_signer"] = ledger["signer"]
         lineage = dict(data.get("lineage", {}))
         if sorted(set(lineage) - {"db"}):
             raise ConfigError(
