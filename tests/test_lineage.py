@@ -277,3 +277,43 @@ def test_the_picture_highlights_opaque_sources_convergence_and_the_re_entry_path
     png = out / "lineage-scenario.png"  # looked at by a person when the drawing changes
     cairosvg.svg2png(bytestring=svg.encode(), write_to=str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_the_lineage_cli_ingests_finds_proves_verifies_and_draws(tmp_path, run_cli):
+    from lineage_audit.ledger import generate_keys
+
+    keyring = generate_keys(tmp_path / "keys", name="cli.lineage-audit.test/log")
+    pub = tmp_path / "keys.pub.json"
+    pub.write_text(json.dumps(keyring.public_keys().to_json()))
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in _vendor_scenario()))
+    store = ["--db", tmp_path / "lineage.db", "--ledger", tmp_path / "audit.db",
+             "--keys", tmp_path / "keys"]  # fmt: skip
+    done = run_cli("lineage", "ingest", events, *store)
+    assert done.returncode == 0 and "15 events (15 new" in done.stdout, done.stderr
+    done = run_cli("lineage", "findings", "--db", tmp_path / "lineage.db")
+    assert "convergence: 4 sources of deployer:news-inputs share vendor-x:market-product" in (
+        done.stdout
+    )
+    assert "re-entry: output of model models:deployer-llm" in done.stdout
+    proof = tmp_path / "news.path.json"
+    done = run_cli("lineage", "prove", *store, "--node", "dataset:deployer:news-inputs",
+                   "-o", proof)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = run_cli("lineage", "verify", proof, "--pubkeys", pub)
+    assert done.returncode == 0 and "feeds:vendor-0 -> deployer:news-inputs" in done.stdout
+    done = run_cli("verify", proof, "--pubkeys", pub)  # the ledger's own bundle verifier
+    assert done.returncode == 0 and "lineage events proved" in done.stdout, done.stdout
+    bundle = json.loads(proof.read_text())
+    bundle["events"][0]["index"] += 1
+    proof.write_text(json.dumps(bundle))
+    done = run_cli("lineage", "verify", proof, "--pubkeys", pub)
+    assert done.returncode == 1 and "INVALID lineage_event" in done.stdout
+    ratings = tmp_path / "ratings.json"
+    ratings.write_text(json.dumps({"feeds:indep-1": 0.3}))
+    svg = tmp_path / "graph.svg"
+    done = run_cli("lineage", "show", "--db", tmp_path / "lineage.db", "-o", svg,
+                   "--ratings", ratings)  # fmt: skip
+    assert done.returncode == 0 and 'marker-end="url(#hot)"' in svg.read_text()
+    done = run_cli("lineage", "prove", *store, "--node", "dataset:no:such", "-o", proof)
+    assert done.returncode == 2 and "not in the lineage graph" in done.stderr
