@@ -18,6 +18,7 @@ loop, and a model's output feeding an *earlier* training run is impossible by co
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
 from dataclasses import dataclass
 
 from .graph import DatasetKey, LineageGraph
@@ -101,36 +102,92 @@ def convergence(graph: LineageGraph, k: int = 3) -> list[Convergence]:
 
 def re_entries(graph: LineageGraph) -> list[ReEntry]:
     """One finding per model: the path for its first training run that re-ingested its own
-    output, and how many of its training runs did."""
+    output, and how many of its training runs did.
+
+    Reachability from every model's outputs is computed in one pass over the version graph
+    in topological order, carrying a bitset of the models whose output reaches each node;
+    the path is then read back only for models with a finding."""
+    models = sorted(graph.models.items())
+    bit = {model: 1 << i for i, (model, _) in enumerate(models)}
+    inference, training = _model_runs(graph, bit)
+    seeds: dict[object, int] = defaultdict(int)
+    for model, runs in inference.items():
+        for run in runs:
+            for v in run.outputs:
+                if (v[1], v[2]) != model:
+                    seeds[v] |= bit[model]
+    reach = _propagate(graph, seeds)
     found = []
-    for model, model_id in sorted(graph.models.items()):
-        versions = set(graph.versions_of(model))
-        inference = [r for r in graph.runs.values() if not r.inputs.isdisjoint(versions)]
-        training = [r for r in graph.runs.values() if not r.outputs.isdisjoint(versions)]
-        outputs = {v for r in inference for v in r.outputs if v not in versions}
-        if not outputs or not training:
-            continue
-        came = graph.reachable(outputs)
+    for model, model_id in models:
         first, affected = None, 0
-        for run in training:
-            members = graph.family(run.run_id)
-            inputs = {v for rid in members for v in graph.runs[rid].inputs if v not in versions}
-            hits = sorted(i for i in inputs if i in came)
+        for run in training.get(model, ()):
+            inputs = {v for rid in graph.family(run.run_id) for v in graph.runs[rid].inputs
+                      if (v[1], v[2]) != model}  # fmt: skip
+            hits = sorted(i for i in inputs if reach.get(i, 0) & bit[model])
             if hits:
                 affected += 1
                 first = first or (run, hits[0])
         if first is not None:
             run, hit = first
-            path = (*_path_to(came, hit), ("run", run.run_id))
+            path = (*_path_back(graph, hit, bit[model], reach, seeds), ("run", run.run_id))
             found.append(ReEntry(model, model_id, path, run.run_id, affected))
     return found
 
 
-def _path_to(came: dict, node) -> tuple:
-    path = [node]
-    while came[path[-1]] is not None:
-        path.append(came[path[-1]])
-    return tuple(reversed(path))
+def _model_runs(graph: LineageGraph, bit: dict) -> tuple[dict, dict]:
+    """Runs that read (inference) and write (training) each model, in arrival order."""
+    inference: dict[DatasetKey, list] = defaultdict(list)
+    training: dict[DatasetKey, list] = defaultdict(list)
+    for run in graph.runs.values():
+        for model in {(v[1], v[2]) for v in run.inputs} & bit.keys():
+            inference[model].append(run)
+        for model in {(v[1], v[2]) for v in run.outputs} & bit.keys():
+            training[model].append(run)
+    return inference, training
+
+
+def _topological(graph: LineageGraph) -> list:
+    nodes = set(graph.succ) | set(graph.pred)
+    indegree = {n: len(graph.pred.get(n, ())) for n in nodes}
+    queue = deque(n for n, d in indegree.items() if d == 0)
+    order = []
+    while queue:
+        node = queue.popleft()
+        order.append(node)
+        for nxt in graph.succ.get(node, ()):
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0:
+                queue.append(nxt)
+    return order  # version-level edges never close a cycle (events refuse that)
+
+
+def _propagate(graph: LineageGraph, seeds: dict) -> dict:
+    reach: dict = {}
+    for node in _topological(graph):
+        mask = seeds.get(node, 0)
+        for p in graph.pred.get(node, ()):
+            mask |= reach.get(p, 0)
+        if mask:
+            reach[node] = mask
+    return reach
+
+
+def _path_back(graph: LineageGraph, hit, mask: int, reach: dict, seeds: dict) -> tuple:
+    """A path from one of the model's outputs to ``hit``, within the nodes it reaches."""
+    came = {hit: None}
+    queue = deque([hit])
+    while queue:
+        node = queue.popleft()
+        if seeds.get(node, 0) & mask:
+            path = [node]
+            while came[path[-1]] is not None:
+                path.append(came[path[-1]])
+            return tuple(path)
+        for p in graph.pred.get(node, ()):
+            if p not in came and reach.get(p, 0) & mask:
+                came[p] = node
+                queue.append(p)
+    raise AssertionError("reachability and path search disagree")
 
 
 def propagate_confidence(
