@@ -267,3 +267,29 @@ def test_bad_input_is_refused_naming_the_text(tiny, scorer) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ScorerUnavailable, match="CUDA is not available"):
             TransformersScorer(tiny.model, tiny.tokenizer, device="cuda")
+
+
+def test_reference_model_difference(tiny) -> None:
+    """ref_diff = loss under the deployer's model - loss under a reference model; here the
+    reference is an untrained GPT-2 of the same shape, which finds members no easier."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(7)
+    untrained = GPT2LMHeadModel(tiny.model.config).eval()
+    target = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu")
+    reference = TransformersScorer(untrained, tiny.tokenizer, device="cpu", model_id="untrained")
+    config = ScoreConfig(reference_model_id="untrained")
+    members = score_texts(target, tiny.members[:20], config, reference_scorer=reference)
+    others = score_texts(target, tiny.nonmembers[:20], config, reference_scorer=reference)
+    for item, text in zip(members, tiny.members, strict=False):
+        ref_lp = reference.token_logprobs([text])[0].logprobs
+        assert item.scores["ref_diff"] == pytest.approx(
+            item.scores["loss"] - float(np.mean(ref_lp, dtype=np.float64)), rel=1e-6
+        )
+    assert (
+        auc([m.scores["ref_diff"] for m in members], [o.scores["ref_diff"] for o in others]) > 0.9
+    )
+    with pytest.raises(InputError, match="reference_scorer: the score settings include ref_diff"):
+        score_texts(target, tiny.members[:1], config)
+    with pytest.raises(InputError, match="reference_scorer: is 'gpt2@sha256:"):
+        score_texts(target, tiny.members[:1], config, reference_scorer=target)
