@@ -120,6 +120,19 @@ EXPECTED = {
             "ratio_browser_vs_rust_one_thread",
         },
     ),
+    "bench_attribution.py": (
+        "attribution",
+        {
+            "models",
+            "texts",
+            "batch_size",
+            "threads",
+            "tiny_texts_per_s",
+            "tiny_tokens_per_s",
+            "ratio_batch_vs_single",
+            "overhead_vs_forward",
+        },
+    ),
 }
 
 
