@@ -1,0 +1,43 @@
+"""Errors of Tier 5: each names the offending field (or incident, asset class) and value."""
+
+from __future__ import annotations
+
+from ..errors import FieldError
+
+__all__ = [
+    "HaltRefused",
+    "IncidentError",
+    "NotAuthorised",
+    "PolicyError",
+    "TransitionError",
+    "UnknownAsset",
+    "UnknownIncident",
+]
+
+
+class IncidentError(FieldError):
+    """Bad input to the incident layer."""
+
+
+class PolicyError(IncidentError):
+    """A malformed incident policy; ``field`` is the dotted TOML key."""
+
+
+class UnknownAsset(IncidentError):
+    """An asset class the policy does not name."""
+
+
+class UnknownIncident(IncidentError):
+    """An incident id the store does not hold."""
+
+
+class TransitionError(IncidentError):
+    """A state change out of order (e.g. resolve before acknowledge)."""
+
+
+class NotAuthorised(IncidentError):
+    """An actor the policy does not allow to do this (recorded as a failed outcome)."""
+
+
+class HaltRefused(NotAuthorised):
+    """The halt hook refused the caller (recorded as a failed ``halt.fire`` outcome)."""
