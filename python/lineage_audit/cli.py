@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lineage_audit.attribution.cli",
     "lineage_audit.provenance.cli",
     "lineage_audit.lineage.cli",
+    "lineage_audit.incidents.cli",
     "lineage_audit.server.cli",
     "lineage_audit.demo",
 )

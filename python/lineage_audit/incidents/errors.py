@@ -12,6 +12,7 @@ __all__ = [
     "TransitionError",
     "UnknownAsset",
     "UnknownIncident",
+    "status_of",
 ]
 
 
@@ -41,3 +42,21 @@ class NotAuthorised(IncidentError):
 
 class HaltRefused(NotAuthorised):
     """The halt hook refused the caller (recorded as a failed ``halt.fire`` outcome)."""
+
+
+# Anything else (a bad note, reason or state filter) is the caller's input: 400.
+_STATUS: tuple[tuple[type[IncidentError], int, str], ...] = (
+    (TransitionError, 409, "FAILED_PRECONDITION"),
+    (NotAuthorised, 403, "PERMISSION_DENIED"),
+    (UnknownIncident, 404, "NOT_FOUND"),
+    (UnknownAsset, 404, "NOT_FOUND"),
+)
+
+
+def status_of(exc: IncidentError) -> tuple[int, str]:
+    """The HTTP status and gRPC status-code name a client sees for ``exc`` (one table, so
+    the queue answers alike over both)."""
+    for kind, http, grpc_code in _STATUS:
+        if isinstance(exc, kind):
+            return http, grpc_code
+    return 400, "INVALID_ARGUMENT"

@@ -28,6 +28,8 @@ from .._generated.lineage_audit.v1 import (
     alerts_pb2_grpc,
     baselines_pb2,
     baselines_pb2_grpc,
+    incidents_pb2,
+    incidents_pb2_grpc,
     lineage_pb2,
     lineage_pb2_grpc,
     scoring_pb2,
@@ -44,6 +46,7 @@ from .baselines import BaselineRegistry, BaselineServicer, LoadedBaseline
 from .batching import AssetBatcher, BatchSettings
 from .config import ServerConfig
 from .http import HttpSide
+from .incident_side import IncidentSide, start_incidents
 from .ledger_service import add_ledger_service
 from .lineage_rpc import LineageServicer
 from .metrics import ServerMetrics
@@ -61,6 +64,7 @@ SCORING_SERVICE = _service(scoring_pb2, "ScoringService")
 BASELINE_SERVICE = _service(baselines_pb2, "BaselineService")
 ALERT_SERVICE = _service(alerts_pb2, "AlertService")
 LINEAGE_SERVICE = _service(lineage_pb2, "LineageService")
+INCIDENT_SERVICE = _service(incidents_pb2, "IncidentService")
 
 
 def build_monitor(
@@ -97,6 +101,7 @@ class Running:
     metrics: ServerMetrics
     http: HttpSide | None = None
     lineage: LineageService | None = None
+    incidents: IncidentSide | None = None
     run_action: Any = None  # the ledger's server.run action, entered
     serving: list[bool] = field(default_factory=lambda: [True])
 
@@ -116,10 +121,14 @@ class Running:
         if self.lineage is not None:
             await self.lineage.close()
         self.hub.close()  # alert streams end UNAVAILABLE once no more alerts can come
+        if self.incidents is not None:
+            self.incidents.hub.close()
         await stopping
         if self.http is not None:
             await self.http.stop()
         self.executor.shutdown(wait=True)
+        if self.incidents is not None:
+            self.incidents.close()  # after the engine threads: an opening may still be running
 
     def _finish(self) -> None:
         for name, asset in self.monitor.assets.items():
@@ -179,6 +188,11 @@ async def build_server(
             LineageServicer(lineage, auth), server
         )
         services.append(LINEAGE_SERVICE)
+    incidents = None
+    if config.incidents_db is not None:
+        incidents = start_incidents(config, monitor, batchers, executor, lineage, auth)
+        incidents_pb2_grpc.add_IncidentServiceServicer_to_server(incidents.servicer, server)
+        services.append(INCIDENT_SERVICE)
     if monitor.ledger is not None:
         services.append(add_ledger_service(server, monitor.ledger, executor, auth=auth))
     health_servicer = health.aio.HealthServicer()
@@ -196,12 +210,15 @@ async def build_server(
     for name in (*services, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     running = Running(config, server, port, health_servicer, executor, monitor, batchers, hub,
-                      metrics, lineage=lineage, run_action=run_action)  # fmt: skip
+                      metrics, lineage=lineage, incidents=incidents,
+                      run_action=run_action)  # fmt: skip
     if config.http_port >= 0:
         running.http = HttpSide(metrics, lambda: "SERVING" if running.serving[0] else
                                 "NOT_SERVING")  # fmt: skip
         if lineage is not None:
             running.http.add_routes(lineage_routes(lineage, auth))
+        if incidents is not None:
+            running.http.add_routes(incidents.routes)
         await running.http.start(config.http_host or config.host, config.http_port)
     if monitor.ledger is not None:
         metrics.ledger_size(monitor.ledger.size)

@@ -52,6 +52,8 @@ class ServerConfig:
     http_port: int = DEFAULT_HTTP_PORT
     series_dir: Path | None = None  # per-window Parquet series (one sub-folder per asset)
     lineage_db: Path | None = None  # the [lineage] table: OpenLineage event store (Tier 2)
+    incidents_db: Path | None = None  # the [incidents] table: incident store (Tier 5) and
+    incidents_policy: Path | None = None  # its policy TOML (both or neither)
     ledger_db: Path | None = None  # the [ledger] table: db and keys (both or neither)
     ledger_keys: Path | None = None
     # "process": a worker process holds the private keys and signs while the server keeps
@@ -74,6 +76,8 @@ class ServerConfig:
             raise ConfigError("server.max_batch_wait_ms", "expected >= 0", self.max_batch_wait_ms)
         if (self.ledger_db is None) != (self.ledger_keys is None):
             raise ConfigError("ledger", "give both db and keys, or neither")
+        if (self.incidents_db is None) != (self.incidents_policy is None):
+            raise ConfigError("incidents", "give both db and policy, or neither")
         if self.auth is None:
             from .auth import AuthConfig
 
@@ -87,13 +91,14 @@ class ServerConfig:
         """
         from .auth import AuthConfig, tls_from_mapping
 
-        tables = {"server", "assets", "ledger", "lineage", "tls", "auth"}
+        tables = {"server", "assets", "ledger", "lineage", "incidents", "tls", "auth"}
         unknown_tables = sorted(set(data) - tables)
         if unknown_tables:
             raise ConfigError(unknown_tables[0], f"unknown table; known: {sorted(tables)}")
         server = dict(data.get("server", {}))
         known = set(cls.__dataclass_fields__) - {"assets", "ledger_db", "ledger_keys", "tls",
-                                                 "auth", "lineage_db", "ledger_signer"}  # fmt: skip
+                                                 "auth", "lineage_db", "ledger_signer",
+                                                 "incidents_db", "incidents_policy"}  # fmt: skip
         unknown = sorted(set(server) - known)
         if unknown:
             raise ConfigError(f"server.{unknown[0]}", f"unknown key; known: {sorted(known)}")
@@ -118,6 +123,7 @@ class ServerConfig:
             )
         if "db" in lineage:
             server["lineage_db"] = _path(lineage["db"], base)
+        server.update(_incidents(dict(data.get("incidents", {})), base))
         server["tls"] = tls_from_mapping(data.get("tls"), base=base)
         server["auth"] = AuthConfig.from_mapping(dict(data.get("auth", {})), base=base)
         assets = {}
@@ -146,6 +152,17 @@ class ServerConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
         return cls.from_mapping(data, base=path.parent)
+
+
+def _incidents(table: dict[str, Any], base: Path | None) -> dict[str, Path]:
+    """The ``[incidents]`` table: ``db`` (SQLite incident store) and ``policy`` (TOML)."""
+    extra = sorted(set(table) - {"db", "policy"})
+    if extra:
+        raise ConfigError(f"incidents.{extra[0]}", "unknown key; known: db, policy")
+    if table and not {"db", "policy"} <= set(table):
+        missing = "db" if "db" not in table else "policy"
+        raise ConfigError(f"incidents.{missing}", "missing (give both db and policy)")
+    return {f"incidents_{k}": _path(v, base) for k, v in table.items()}
 
 
 def _path(value: Any, base: Path | None) -> Path:

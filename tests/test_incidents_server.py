@@ -1,0 +1,274 @@
+"""The incident queue on a running server: a halting stream opens an incident (per the
+[incidents] policy) that the model risk officer sees over HTTP, gRPC and the CLI; changes
+and halts carry the bearer token's identity; out-of-order changes write nothing; refusals
+are recorded. Real server, real signed ledger, real webhook receiver on loopback."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from incidents_data import receiver
+from lineage_audit._generated.lineage_audit.v1 import incidents_pb2, incidents_pb2_grpc
+from lineage_audit.client import Client
+from lineage_audit.incidents import verify_halt_envelope
+from lineage_audit.incidents.artifact import validate_artifact
+from lineage_audit.ledger import Ledger
+from lineage_audit.server import ServerConfig, ServerThread
+from lineage_audit.server.auth import hash_token
+from server_fixtures import ENCODER, N, clean_rows, fit_small_baseline, shifted_rows
+from server_fixtures import write_server_config as _config
+
+TOKENS = {name: f"{name}-token-0123456789abcdef" for name in ("mro", "analyst", "stranger")}
+POLICY = """
+[policy]
+name = "server-test"
+version = "1"
+[asset_classes.news]
+signal = "news-sentiment"
+[asset_classes.news.roles]
+acknowledge = ["token:analyst", "token:mro"]
+resolve = ["token:mro"]
+[asset_classes.news.halt]
+enabled = true
+authorised = ["token:mro"]
+webhook = "{webhook}"
+timeout_s = 10
+"""
+
+
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory):
+    return fit_small_baseline(tmp_path_factory.mktemp("bl") / "baseline")
+
+
+@pytest.fixture
+def hook_receiver():
+    with receiver() as got:
+        yield got
+
+
+@pytest.fixture
+def config(baseline_dir, tmp_path, hook_receiver):
+    (tmp_path / "policy.toml").write_text(POLICY.replace("{webhook}", hook_receiver.url))
+    (tmp_path / "tokens.toml").write_text("".join(
+        f'[[token]]\nname = "{name}"\nsha256 = "{hash_token(token)}"\n'
+        for name, token in TOKENS.items()))  # fmt: skip
+    extra = ('[incidents]\ndb = "incidents.db"\npolicy = "policy.toml"\n\n'
+             '[auth]\nrequired = true\ntokens = "tokens.toml"\n')  # fmt: skip
+    return ServerConfig.from_toml(_config(tmp_path, baseline_dir, extra=extra))
+
+
+class Served:
+    """A running server, its ledger, a gRPC stub and an HTTP helper, tokens by name."""
+
+    def __init__(self, server: ServerThread, ledger: Ledger) -> None:
+        self.server, self.ledger = server, ledger
+        self.channel = grpc.insecure_channel(server.address)
+        self.stub = incidents_pb2_grpc.IncidentServiceStub(self.channel)
+
+    def grpc(self, method: str, request, who: str = "mro", **kw):
+        auth = (("authorization", f"Bearer {TOKENS[who]}"),)
+        return getattr(self.stub, method)(request, metadata=auth, timeout=60, **kw)
+
+    def http(self, method: str, path: str, body: dict | None = None, who: str | None = "mro"):
+        """(status, parsed JSON or text) of one HTTP request."""
+        url = f"http://127.0.0.1:{self.server.running.http_port}{path}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if who is not None:
+            request.add_header("Authorization", f"Bearer {TOKENS[who]}")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                status, raw, kind = reply.status, reply.read(), reply.headers.get_content_type()
+        except urllib.error.HTTPError as exc:
+            status, raw, kind = exc.code, exc.read(), exc.headers.get_content_type()
+        return status, json.loads(raw) if kind == "application/json" else raw.decode()
+
+    def watch(self):
+        """A WatchIncidents stream, returned once the server has subscribed it."""
+        call = self.grpc("WatchIncidents", incidents_pb2.WatchIncidentsRequest())
+        call.initial_metadata()
+        return call
+
+    def halt_stream(self) -> None:
+        """Stream clean windows, then model-like ones until the monitor halts."""
+        rng = np.random.default_rng(5)
+        with Client(self.server.address, token=TOKENS["mro"]) as client:
+            batches = [clean_rows(rng, N) for _ in range(3)]
+            batches += [shifted_rows(rng, N) for _ in range(4)]
+            levels = [w.level for r in client.stream("news", batches, encoder_id=ENCODER)
+                      for w in r.windows]  # fmt: skip
+        assert "halt" in levels, levels
+
+
+@pytest.fixture
+def served(config):
+    ledger = Ledger.open(config.ledger_db, config.ledger_keys)
+    with ServerThread(config, ledger=ledger) as server:
+        s = Served(server, ledger)
+        yield s
+        s.channel.close()
+    ledger.close()
+
+
+def _opened(served: Served) -> incidents_pb2.IncidentEvent:
+    """Halt the stream with a watch open; the watch's ``opened`` event."""
+    watch = served.watch()
+    served.halt_stream()
+    event = next(watch)  # the first event this test causes is the opening
+    watch.cancel()
+    assert event.kind == "opened", event
+    return event
+
+
+def _last_two(ledger: Ledger) -> tuple[dict, dict]:
+    """The predicates of the ledger's last intent and its outcome."""
+    intent, outcome = (ledger.entry(ledger.size - k).statement()["predicate"] for k in (2, 1))
+    assert outcome["intent"]["seq"] == ledger.size - 2
+    return intent, outcome
+
+
+def _ledger_size(path) -> int:
+    with Ledger.open(path, read_only=True) as ledger:
+        return ledger.size
+
+
+def test_a_halting_stream_opens_an_incident_seen_over_grpc_and_http(served):
+    event = _opened(served)
+    incident = event.incident
+    assert (incident.asset_class, incident.signal, incident.state) == ("news", "news-sentiment",
+                                                                       "open")  # fmt: skip
+    assert list(incident.triggers) == ["tier3.halt"] and event.actor == "lineage-audit-server"
+    opening = served.ledger.entry(event.ledger_seq).statement()["predicate"]
+    assert opening["action"] == "incident.open" and opening["incident_id"] == incident.id
+
+    status, listed = served.http("GET", "/api/v1/incidents?state=open")
+    assert status == 200 and [i["id"] for i in listed["incidents"]] == [incident.id]
+    status, whole = served.http("GET", f"/api/v1/incidents/{incident.id}", who="analyst")
+    assert status == 200
+    # evidence read after the halting batch finished: its windows are in the series
+    windows = whole["evidence"]["divergence"]["windows"]
+    assert [w["level"] for w in windows][-1] == "halt"
+    assert {t["action"] for t in whole["evidence"]["thresholds"]} >= {"alert.halt"}
+    assert whole["confidence"]["inputs"]["tier3_window_p"]
+
+    reply = served.grpc("ListIncidents", incidents_pb2.ListIncidentsRequest(asset_class="news"))
+    assert [i.id for i in reply.incidents] == [incident.id]
+    detail = served.grpc("GetIncident", incidents_pb2.GetIncidentRequest(id=incident.id))
+    assert json.loads(detail.json)["id"] == incident.id and detail.incident.band == incident.band
+
+    status, html = served.http("GET", f"/api/v1/incidents/{incident.id}/report")
+    assert status == 200 and html.startswith("<!DOCTYPE html>") and incident.id in html
+
+    assert served.http("GET", "/api/v1/incidents", who=None)[0] == 401
+    assert served.http("GET", "/api/v1/incidents/INC-nope")[0] == 404
+    assert served.http("GET", "/api/v1/incidents?state=closed")[0] == 400
+    with pytest.raises(grpc.RpcError) as info:
+        served.grpc("GetIncident", incidents_pb2.GetIncidentRequest(id="INC-nope"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_changes_carry_the_callers_identity_and_out_of_order_writes_nothing(served):
+    incident_id = _opened(served).incident.id
+    watch = served.watch()
+    base = f"/api/v1/incidents/{incident_id}"
+    size = served.ledger.size
+    status, body = served.http("POST", f"{base}/resolve", {"note": "too early"})
+    assert status == 409 and "next step is acknowledge" in body["error"]
+    assert served.ledger.size == size  # nothing written
+
+    status, body = served.http("POST", f"{base}/acknowledge", {"note": "on it"}, who="analyst")
+    assert status == 200 and body["incident"]["state"] == "acknowledged"
+    change = body["change"]
+    assert (change["actor"], change["note"]) == ("token:analyst", "on it")
+    intent = served.ledger.entry(change["intent_seq"]).statement()["predicate"]
+    assert (intent["action"], intent["actor"]) == ("incident.acknowledge", "token:analyst")
+
+    size = served.ledger.size
+    with pytest.raises(grpc.RpcError) as info:
+        served.grpc("Acknowledge", incidents_pb2.TransitionRequest(id=incident_id))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "already acknowledged" in info.value.details() and served.ledger.size == size
+
+    status, body = served.http("POST", f"{base}/resolve", {"note": "mine"}, who="analyst")
+    assert status == 403 and body["field"] == "actor"  # the policy: only the MRO resolves
+    intent, outcome = _last_two(served.ledger)
+    assert (intent["action"], intent["actor"], outcome["status"]) == (
+        "incident.resolve", "token:analyst", "failed")  # fmt: skip
+    assert served.http("POST", f"{base}/resolve", {"note": 3})[0] == 400
+
+    request = incidents_pb2.TransitionRequest(id=incident_id, note="feed replaced")
+    resolved = served.grpc("Resolve", request)
+    assert resolved.state == "resolved"
+    kinds = [(e.kind, e.actor) for e in (next(watch), next(watch))]
+    watch.cancel()
+    assert kinds == [("acknowledged", "token:analyst"), ("resolved", "token:mro")]
+
+
+def test_halts_need_the_policys_actor_and_refusals_are_recorded(served, hook_receiver):
+    incident_id = _opened(served).incident.id
+    status, body = served.http("POST", "/api/v1/halt/news", {"reason": "x"}, who="stranger")
+    assert status == 403 and "halt.authorised" in body["error"]
+    intent, outcome = _last_two(served.ledger)
+    assert (intent["action"], intent["actor"], outcome["status"]) == (
+        "halt.fire", "token:stranger", "failed")  # fmt: skip
+    with pytest.raises(grpc.RpcError) as info:
+        served.grpc("FireHalt", incidents_pb2.FireHaltRequest(asset_class="news", reason="x"),
+                    who="analyst")  # fmt: skip
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert _last_two(served.ledger)[0]["actor"] == "token:analyst"
+    size = served.ledger.size
+    assert served.http("POST", "/api/v1/halt/news", {"reason": "x"}, who=None)[0] == 401
+    assert served.http("POST", "/api/v1/halt/bonds", {"reason": "x"})[0] == 404
+    assert served.http("POST", "/api/v1/halt/news", {"reason": ""})[0] == 400
+    assert served.http("POST", "/api/v1/halt/news", {"why": "x"})[0] == 400
+    assert served.ledger.size == size and hook_receiver.bodies == []  # none of it sent
+
+    watch = served.watch()
+    request = incidents_pb2.FireHaltRequest(asset_class="news", reason="vendor feed is model "
+                                            "output", incident_id=incident_id)  # fmt: skip
+    reply = served.grpc("FireHalt", request)
+    assert reply.delivered and reply.webhook_status == 200 and reply.actor == "token:mro"
+    (body,) = hook_receiver.bodies
+    payload = verify_halt_envelope(body, served.ledger.public_keys)
+    assert (payload["signal"], payload["reliance"], payload["actor"]) == (
+        "news-sentiment", "suspended", "token:mro")  # fmt: skip
+    event = next(watch)
+    watch.cancel()
+    assert event.kind == "halt.fired" and event.incident.halted
+    assert json.loads(event.detail)["incident_id"] == incident_id
+
+
+def test_the_cli_works_the_same_queue(config, served, tmp_path, cli):
+    incident_id = _opened(served).incident.id
+    served.server.stop()  # the CLI opens the ledger itself
+    served.ledger.close()
+    store = ["--db", config.incidents_db]
+    ledger = ["--ledger", config.ledger_db, "--keys", config.ledger_keys]
+    code, out, _ = cli("incident", "list", *store, "--state", "open")
+    assert code == 0 and out.startswith(incident_id) and "tier3.halt" in out
+    change = ["--policy", config.incidents_policy, "--actor", "token:analyst"]
+    code, out, _ = cli("incident", "ack", incident_id, *store, *ledger, *change, "--note", "cli")
+    assert code == 0 and "open -> acknowledged by token:analyst" in out
+    size = _ledger_size(config.ledger_db)
+    code, _, err = cli("incident", "ack", incident_id, *store, *ledger, *change)
+    assert code == 2 and err.startswith("error: state: incident") and "already acknowledged" in err
+    assert _ledger_size(config.ledger_db) == size  # out of order: nothing written
+    code, _, err = cli("incident", "show", "INC-nope", *store)
+    assert code == 2 and "incident_id: no such incident" in err
+    code, _, err = cli("incident", "list", "--db", tmp_path / "missing.db")
+    assert code == 2 and "incident store not found" in err
+
+    html, artifact = tmp_path / "report.html", tmp_path / "artifact.json"
+    code, out, _ = cli("incident", "report", incident_id, *store, *ledger, "-o", html,
+                       "--json", artifact)  # fmt: skip
+    assert code == 0 and incident_id in html.read_text()
+    validate_artifact(json.loads(artifact.read_text()))
+    code, out, _ = cli("incident", "show", incident_id, *store)
+    assert code == 0 and "open -> acknowledged by token:analyst: cli" in out
