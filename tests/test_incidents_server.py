@@ -17,9 +17,10 @@ from lineage_audit._generated.lineage_audit.v1 import incidents_pb2, incidents_p
 from lineage_audit.client import Client
 from lineage_audit.incidents import verify_halt_envelope
 from lineage_audit.incidents.artifact import validate_artifact
-from lineage_audit.ledger import Ledger
+from lineage_audit.ledger import Ledger, verify_ledger
 from lineage_audit.server import ServerConfig, ServerThread
 from lineage_audit.server.auth import hash_token
+from lineage_audit.server.config import ConfigError
 from server_fixtures import ENCODER, N, clean_rows, fit_small_baseline, shifted_rows
 from server_fixtures import write_server_config as _config
 
@@ -172,6 +173,10 @@ def test_a_halting_stream_opens_an_incident_seen_over_grpc_and_http(served):
     with pytest.raises(grpc.RpcError) as info:
         served.grpc("GetIncident", incidents_pb2.GetIncidentRequest(id="INC-nope"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    unknown = incidents_pb2.WatchIncidentsRequest(asset_classes=["bonds"])
+    with pytest.raises(grpc.RpcError) as info:
+        next(served.grpc("WatchIncidents", unknown))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND and "['news']" in info.value.details()
 
 
 def test_changes_carry_the_callers_identity_and_out_of_order_writes_nothing(served):
@@ -245,10 +250,8 @@ def test_halts_need_the_policys_actor_and_refusals_are_recorded(served, hook_rec
     assert json.loads(event.detail)["incident_id"] == incident_id
 
 
-def test_the_cli_works_the_same_queue(config, served, tmp_path, cli):
+def test_the_cli_works_the_same_queue_as_the_running_server(config, served, tmp_path, cli):
     incident_id = _opened(served).incident.id
-    served.server.stop()  # the CLI opens the ledger itself
-    served.ledger.close()
     store = ["--db", config.incidents_db]
     ledger = ["--ledger", config.ledger_db, "--keys", config.ledger_keys]
     code, out, _ = cli("incident", "list", *store, "--state", "open")
@@ -272,3 +275,31 @@ def test_the_cli_works_the_same_queue(config, served, tmp_path, cli):
     validate_artifact(json.loads(artifact.read_text()))
     code, out, _ = cli("incident", "show", incident_id, *store)
     assert code == 0 and "open -> acknowledged by token:analyst: cli" in out
+
+    # the server sees the CLI's change, and its next change extends the same ledger
+    status, body = served.http("POST", f"/api/v1/incidents/{incident_id}/resolve")
+    assert status == 200 and body["change"]["from"] == "acknowledged"
+    served.server.stop()
+    report = verify_ledger(config.ledger_db, served.ledger.public_keys)
+    assert report.valid and report.entries == served.ledger.size, report
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ({"db": "incidents.db"}, "incidents.policy"),
+        ({"policy": "policy.toml"}, "incidents.db"),
+        ({"db": "i.db", "policy": "p.toml", "webhook": "x"}, "incidents.webhook"),
+    ],
+)
+def test_the_incidents_table_names_what_is_wrong(table, field):
+    with pytest.raises(ConfigError) as info:
+        ServerConfig.from_mapping({"incidents": table})
+    assert info.value.field == field
+
+
+def test_incidents_need_a_ledger(config):
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="incidents: needs a \\[ledger\\]"):
+        ServerThread(replace(config, ledger_db=None, ledger_keys=None)).start()

@@ -7,8 +7,8 @@ from the tiers' records), ``confidence`` (the documented monotone rule, step by 
 (every change a write-ahead ledger action), ``halt`` (the halt hook: authorisation,
 suspension of one signal, DSSE-signed webhook), ``regulatory`` (the one table of
 citations), ``artifact`` (the JSON artifact and its schema), ``report`` (self-contained
-HTML, optional PDF), ``http_api`` and ``grpc_api`` (the model risk officer's queue),
-``cli``.
+HTML, optional PDF), ``http_api`` and ``cli`` (the model risk officer's queue; its gRPC
+service is :mod:`lineage_audit.server.incidents_rpc`, wired by ``server.incident_side``).
 """
 
 from __future__ import annotations

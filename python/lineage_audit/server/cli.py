@@ -24,6 +24,10 @@ Precedence, highest first: flags, environment (``LINEAGE_AUDIT_HOST``, ``LINEAGE
     keys = "keys"
     signer = "process"        # a worker process holds the keys and signs; or "inline"
 
+    [incidents]               # optional, needs [ledger]: Tier 5 queue (docs/tier5.md)
+    db = "incidents.db"       # incident store (SQLite)
+    policy = "policy.toml"    # incident policy: triggers, roles, halt hook per asset class
+
     [tls]                     # optional: TLS; with client_ca, mTLS (client certs required)
     cert = "server.pem"
     key = "server.key"
