@@ -171,3 +171,13 @@ def test_kill_9_under_load_then_restart_loses_no_verified_state(baseline_dir, tm
     assert [kind for kind, _ in runs] == ["intent", "intent", "outcome"]
     assert runs[1][1]["resumed"]["news"]["windows"] == len(on_disk)
     assert runs[2][1]["status"] == "succeeded"
+
+
+def test_the_server_serves_the_browser_verifier_at_verify(baseline_dir, tmp_path):
+    from lineage_audit.server.verify_page import DEFAULT_PAGE
+
+    with ServerProcess(_config(tmp_path, baseline_dir), log=tmp_path / "server.log") as server:
+        with urllib.request.urlopen(f"{server.http_url}/verify", timeout=30) as reply:
+            body, csp = reply.read(), reply.headers["Content-Security-Policy"]
+    assert body == DEFAULT_PAGE.read_bytes()  # the page `make setup` built, as built
+    assert "default-src 'none'" in csp and "connect-src" not in csp

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import _vcore as v
 from .errors import FormatError
-from .lineage_events import check_events
+from .lineage_events import check_events, parse_events
 from .verify_db import LedgerReport, verify_ledger
 
 __all__ = [
@@ -313,15 +313,16 @@ def verify_bundle(bundle: bytes | str | Mapping[str, Any], public_keys: object =
         else:
             obj = bundle
         parsed = _parse_bundle(obj, need_keys=not pinned)
+        events = parse_events(obj)  # a lineage path proof's events: shape at step 0
         keys = _pinned(public_keys) if pinned or parsed.keys is None else parsed.keys
-    except (FormatError, RecursionError) as exc:
+    except (FormatError, RecursionError, ValueError) as exc:
         return Verdict(False, "malformed", None, str(exc), pinned)
     seqs = tuple(e.seq for e in parsed.entries)
     try:
         note = _run(parsed, keys)
     except _Fail as fail:
         return Verdict(False, fail.reason, fail.seq, fail.message, pinned, seqs=seqs)
-    failed = check_events(obj)  # 8: a lineage path proof's events
+    failed = check_events(events, obj.get("entries") or [])  # 8: a path proof's events
     if failed is not None:
         reason, seq, message = failed
         return Verdict(False, reason, seq, message, pinned, seqs=seqs)

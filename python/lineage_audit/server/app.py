@@ -40,6 +40,7 @@ from ..divergence.series import SeriesWriter
 from ..ledger import Ledger
 from ..lineage.http_api import lineage_routes
 from ..lineage.service import LineageService
+from . import verify_page
 from .alerts import AlertHub, AlertServicer
 from .auth import Authenticator
 from .baselines import BaselineRegistry, BaselineServicer, LoadedBaseline
@@ -215,6 +216,7 @@ async def build_server(
     if config.http_port >= 0:
         running.http = HttpSide(metrics, lambda: "SERVING" if running.serving[0] else
                                 "NOT_SERVING")  # fmt: skip
+        running.http.add_routes(verify_page.routes(verify_page.DEFAULT_PAGE))  # /verify
         if lineage is not None:
             running.http.add_routes(lineage_routes(lineage, auth))
         if incidents is not None:
