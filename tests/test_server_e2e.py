@@ -176,8 +176,11 @@ def test_kill_9_under_load_then_restart_loses_no_verified_state(baseline_dir, tm
 def test_the_server_serves_the_browser_verifier_at_verify(baseline_dir, tmp_path):
     from lineage_audit.server.verify_page import DEFAULT_PAGE
 
-    with ServerProcess(_config(tmp_path, baseline_dir), log=tmp_path / "server.log") as server:
-        with urllib.request.urlopen(f"{server.http_url}/verify", timeout=30) as reply:
-            body, csp = reply.read(), reply.headers["Content-Security-Policy"]
+    config = _config(tmp_path, baseline_dir)
+    with (
+        ServerProcess(config, log=tmp_path / "server.log") as server,
+        urllib.request.urlopen(f"{server.http_url}/verify", timeout=30) as reply,
+    ):
+        body, csp = reply.read(), reply.headers["Content-Security-Policy"]
     assert body == DEFAULT_PAGE.read_bytes()  # the page `make setup` built, as built
     assert "default-src 'none'" in csp and "connect-src" not in csp
