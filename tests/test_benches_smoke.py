@@ -131,6 +131,7 @@ EXPECTED = {
             "tiny_tokens_per_s",
             "ratio_batch_vs_single",
             "overhead_vs_forward",
+            "sgemm_gflops",
         },
     ),
 }
