@@ -58,6 +58,16 @@ EXPECTED = {
             "fraction_of_sha256_bound",
         },
     ),
+    "bench_lineage.py": (
+        "lineage",
+        {
+            "events_per_s",
+            "validation_events_per_s",
+            "fraction_of_validation_rate",
+            "ingest",
+            "findings",
+        },
+    ),
     "bench_server.py": (
         "server",
         {
