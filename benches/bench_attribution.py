@@ -193,6 +193,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.tiny_texts, args.repeats, args.no_smollm2 = 64, 2, True
+        # One thread unless asked: a smoke run must not stall when other jobs hold a core.
+        args.threads = 1 if args.threads is None else args.threads
 
     import torch
     from lineage_audit.packaged_models import SMOLLM2
