@@ -8,6 +8,7 @@ invalid, 2 unusable input.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -128,3 +129,52 @@ def test_cli_never_panics_on_truncated_or_garbled_input(name: str, tmp_path: Pat
         assert "panicked" not in done.stderr and "internal error" not in done.stderr, i
         out = (done.stdout + done.stderr).strip().splitlines()
         assert len(out) == 1 and out[0].startswith(("INVALID ", "error: ")), (i, out)
+
+
+def test_two_signed_records_claiming_one_seq_fail_inclusion_in_python_and_rust(tmp_path, keyring):
+    """Crafted: entry 1 of another ledger with the same keys, added to a bundle. Each record
+    binds its own envelope (step 4 passes); only one can be leaf 1 of the checkpoint."""
+    import json as _json
+
+    from lineage_audit import _merkle_verify
+    from lineage_audit.ledger import Ledger, verify_bundle
+
+    bundles = []
+    for name in ("a", "b"):
+        with Ledger.open(tmp_path / f"{name}.db", keyring) as ledger:
+            for i in range(3):
+                ledger.append("record", f"test.{name}", "tester", (), {"i": i})
+            ledger.checkpoint()
+            bundles.append(ledger.evidence_bundle([1]))
+    crafted = dict(bundles[0])
+    crafted["entries"] = [*bundles[0]["entries"], bundles[1]["entries"][0]]
+    keys = keyring.public_keys()
+    python = verify_bundle(crafted, keys)
+    rust = _merkle_verify.verify_bundle(
+        _json.dumps(crafted).encode(), _json.dumps(keys.to_json()).encode()
+    )
+    assert (python.reason, python.seq) == (rust["reason"], rust["seq"]) == ("inclusion", 1)
+
+
+def test_a_tlog_proof_without_the_leaf_prefix_is_malformed_in_python_and_rust(keyring, tmp_path):
+    import json as _json
+
+    from lineage_audit import _merkle_verify
+    from lineage_audit.ledger import Ledger
+    from lineage_audit.ledger.verify import verify_tlog_proof
+
+    with Ledger.open(tmp_path / "l.db", keyring) as ledger:
+        ledger.append("record", "test", "tester", (), {})
+        ledger.checkpoint()
+        text = ledger.tlog_proof(0)
+    lines = text.split("\n")
+    assert lines[1].startswith("extra ")
+    raw = bytearray(base64.b64decode(lines[1].removeprefix("extra ")))
+    raw[0] ^= 0x01  # break the prefix, keep the length
+    lines[1] = "extra " + base64.b64encode(bytes(raw)).decode()
+    broken = "\n".join(lines)
+    keys = keyring.public_keys()
+    python = verify_tlog_proof(broken, keys)
+    rust = _merkle_verify.verify_tlog_proof(broken, _json.dumps(keys.to_json()).encode())
+    assert python.reason == rust["reason"] == "malformed"
+    assert "prefix" in python.message and "prefix" in rust["message"]

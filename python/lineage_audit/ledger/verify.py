@@ -216,10 +216,10 @@ def _run(bundle: _Bundle, keys: v.TrustedKeys) -> v.Note:
         ):
             if _pick(e, keyid) is None:
                 raise _Fail("signature_missing", e.seq, f"no {label} signature with keyid {keyid}")
-    paes = {}
+    paes = []  # per entry, not per seq: two entries may claim one seq (step 5 catches that)
     for e in bundle.entries:  # 3
         message = v.pae(e.payload_type, e.payload)
-        paes[e.seq] = message
+        paes.append(message)
         ecdsa_sig = _pick(e, keys.record_ecdsa_id) or b""
         mldsa_sig = _pick(e, keys.record_mldsa_id) or b""
         if not v.ecdsa_ok(keys.record_ecdsa, ecdsa_sig, message):
@@ -233,13 +233,13 @@ def _run(bundle: _Bundle, keys: v.TrustedKeys) -> v.Note:
             raise _Fail("envelope_signature", e.seq, f"ML-DSA-65 signature {detail}")
     leaves: dict[int, v.Leaf] = {}
     sha = hashlib.sha256
-    for e in bundle.entries:  # 4
+    for e, pae in zip(bundle.entries, paes, strict=True):  # 4
         leaf = v.parse_leaf(e.leaf_input)
         if leaf is None:
             raise _Fail("leaf_mismatch", e.seq, "leaf input lacks the lineage-audit/leaf/v1 prefix")
         if leaf.seq != e.seq:
             raise _Fail("leaf_mismatch", e.seq, f"leaf input seq field is {leaf.seq}")
-        if leaf.pae_hash != sha(paes[e.seq]).digest():
+        if leaf.pae_hash != sha(pae).digest():
             raise _Fail("leaf_mismatch", e.seq, "leaf input does not commit to this payload (PAE)")
         if leaf.ecdsa_hash != sha(_pick(e, keys.record_ecdsa_id) or b"").digest():
             raise _Fail("leaf_mismatch", e.seq, "leaf input does not commit to the ECDSA signature")
@@ -396,6 +396,8 @@ def verify_tlog_proof(text: str, public_keys: object) -> Verdict:
     try:
         keys = _pinned(public_keys)
         leaf_input, index, path, checkpoint = _parse_tlog_proof(text)
+        if v.parse_leaf(leaf_input) is None:  # step 0, as in every other verifier
+            raise FormatError("tlog-proof leaf input", "not 158 bytes with the leaf/v1 prefix")
     except FormatError as exc:
         return Verdict(False, "malformed", None, str(exc), True)
     try:
