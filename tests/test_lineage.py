@@ -317,3 +317,23 @@ def test_the_lineage_cli_ingests_finds_proves_verifies_and_draws(tmp_path, run_c
     assert done.returncode == 0 and 'marker-end="url(#hot)"' in svg.read_text()
     done = run_cli("lineage", "prove", *store, "--node", "dataset:no:such", "-o", proof)
     assert done.returncode == 2 and "not in the lineage graph" in done.stderr
+
+
+def test_ingest_after_shutdown_is_refused_and_stores_nothing(service):
+    import asyncio
+
+    from lineage_audit.lineage.ingest import IngestQueue, ShuttingDown, parse_batch
+
+    events = parse_batch(_vendor_scenario()[:1])
+
+    async def scenario():
+        queue = IngestQueue(service.ingestor, service.executor)
+        queue.start()
+        first = await queue.submit(events, None)
+        await queue.close()
+        with pytest.raises(ShuttingDown, match="nothing was stored"):
+            await queue.submit(parse_batch(_vendor_scenario()[1:2]), None)
+        return first
+
+    assert asyncio.run(scenario()).stored == 1
+    assert service.store.count() == 1

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ..server.auth import Authenticator, AuthError
 from .events import MAX_EVENT_BYTES, EventError
+from .ingest import ShuttingDown
 from .service import LineageService
 
 __all__ = ["MAX_BATCH_BYTES", "lineage_routes"]
@@ -71,6 +72,8 @@ def lineage_routes(service: LineageService, auth: Authenticator) -> list[web.Rou
             return _error(413, f"request body too large: {exc.text}")
         except EventError as exc:
             return _error(400, str(exc), exc.field)
+        except ShuttingDown as exc:
+            return _error(503, str(exc))
         return web.json_response(
             {"accepted": result.accepted, "ledger_seq": result.record_seq}, status=201
         )

@@ -32,6 +32,7 @@ __all__ = [
     "IngestQueue",
     "IngestResult",
     "Ingestor",
+    "ShuttingDown",
     "batch_inclusion",
     "batch_root",
     "event_leaf_hash",
@@ -131,6 +132,10 @@ class Ingestor:
         return IngestResult(len(events), stored, len(events) - stored, act.intent.seq)
 
 
+class ShuttingDown(RuntimeError):
+    """The server is stopping: the call was not queued (HTTP 503; retry elsewhere/later)."""
+
+
 @dataclass(eq=False)
 class _Call:
     events: list[LineageEvent]
@@ -170,7 +175,7 @@ class IngestQueue:
 
     async def submit(self, events: list[LineageEvent], actor: str | None) -> IngestResult:
         if self._closing:
-            raise RuntimeError("the server is shutting down")
+            raise ShuttingDown("the server is shutting down; nothing was stored")
         call = _Call(events, actor)
         self._calls.append(call)
         self._wake.set()

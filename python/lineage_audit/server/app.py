@@ -119,14 +119,14 @@ class Running:
             await batcher.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.executor, self._finish)
+        if self.http is not None:  # in-flight HTTP calls (ingest) finish before their store closes
+            await self.http.stop()
         if self.lineage is not None:
             await self.lineage.close()
         self.hub.close()  # alert streams end UNAVAILABLE once no more alerts can come
         if self.incidents is not None:
             self.incidents.hub.close()
         await stopping
-        if self.http is not None:
-            await self.http.stop()
         self.executor.shutdown(wait=True)
         if self.incidents is not None:
             self.incidents.close()  # after the engine threads: an opening may still be running
