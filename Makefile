@@ -66,6 +66,10 @@ tools:
 	  echo "installing chromium from Debian (the browser verifier is tested in it, headless)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || { echo "error: chromium is missing; install it (apt-get install chromium)"; exit 2; }
+	@ldconfig -p | grep -q 'libcairo\.so\.2' || { \
+	  echo "installing libcairo2 from Debian (the lineage picture is rendered to PNG in the tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcairo2 >/dev/null; } \
+	  || { echo "error: libcairo2 is missing; install it (apt-get install libcairo2)"; exit 2; }
 
 demo: setup
 	$(VENV)/bin/lineage-audit demo
