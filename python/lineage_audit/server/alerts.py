@@ -8,11 +8,9 @@ RESOURCE_EXHAUSTED instead of slowing scoring down; on shutdown every stream end
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import grpc
 
@@ -20,6 +18,7 @@ from .._generated.lineage_audit.v1 import alerts_pb2, alerts_pb2_grpc, common_pb
 from ..divergence.monitor import AlertEvent
 from .auth import Authenticator
 from .errors import RequestError, status_for
+from .fanout import FanOut
 from .metrics import ServerMetrics
 
 __all__ = ["AlertHub", "AlertServicer", "alert_to_proto"]
@@ -29,7 +28,6 @@ LEVELS = {
     "watch": common_pb2.LEVEL_WATCH,
     "halt": common_pb2.LEVEL_HALT,
 }
-_END = None  # queue sentinel: the server is stopping
 
 
 def alert_to_proto(event: AlertEvent) -> alerts_pb2.Alert:
@@ -47,59 +45,20 @@ def alert_to_proto(event: AlertEvent) -> alerts_pb2.Alert:
     )
 
 
-@dataclass(eq=False)
-class _Subscriber:
-    assets: frozenset[str]
-    min_level: int
-    queue: asyncio.Queue
-    overflowed: bool = False
-
-    def wants(self, alert: alerts_pb2.Alert) -> bool:
-        return (not self.assets or alert.asset in self.assets) and alert.after >= self.min_level
-
-
-class AlertHub:
-    """Fan-out of alert events from engine threads to the event loop's subscribers."""
+class AlertHub(FanOut):
+    """Alert events from engine threads, fanned out to the WatchAlerts streams."""
 
     def __init__(self, metrics: ServerMetrics, *, buffer: int = 1024) -> None:
+        super().__init__(buffer=buffer)
         self.metrics = metrics
-        self.buffer = buffer
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._subscribers: set[_Subscriber] = set()
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
 
     def listener(self, event: AlertEvent) -> None:
         """Monitor listener (engine thread): publish on the event loop."""
         self.metrics.alert(event.transition.asset, event.transition.after.value)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._publish, alert_to_proto(event))
+        self.publish(alert_to_proto(event))
 
-    def _publish(self, alert: alerts_pb2.Alert) -> None:
-        for sub in list(self._subscribers):
-            if not sub.wants(alert) or sub.overflowed:
-                continue
-            if sub.queue.qsize() >= self.buffer:
-                sub.overflowed = True  # its stream ends; scoring never waits for a reader
-                sub.queue.put_nowait(_END)
-            else:
-                sub.queue.put_nowait(alert)
-
-    def subscribe(self, assets: frozenset[str], min_level: int) -> _Subscriber:
-        sub = _Subscriber(assets, min_level, asyncio.Queue())  # bounded by _publish
-        self._subscribers.add(sub)
-        self.metrics.alert_subscribers(len(self._subscribers))
-        return sub
-
-    def unsubscribe(self, sub: _Subscriber) -> None:
-        self._subscribers.discard(sub)
-        self.metrics.alert_subscribers(len(self._subscribers))
-
-    def close(self) -> None:
-        """End every subscription (server shutdown)."""
-        for sub in self._subscribers:
-            sub.queue.put_nowait(_END)
+    def subscribers_changed(self, count: int) -> None:
+        self.metrics.alert_subscribers(count)
 
 
 class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
@@ -119,21 +78,12 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
                 )
         except Exception as exc:
             await context.abort(*status_for(exc))
-        sub = self.hub.subscribe(frozenset(request.asset_classes), int(request.min_level))
-        try:
-            # Initial metadata tells the client it is subscribed: alerts from now on reach it.
-            await context.send_initial_metadata((("lineage-audit-subscribed", "1"),))
-            while True:
-                alert = await sub.queue.get()
-                if alert is _END:
-                    break
-                yield alert
-        finally:
-            self.hub.unsubscribe(sub)
-        if sub.overflowed:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"alert stream fell more than {self.hub.buffer} alerts behind; resubscribe "
-                "and read the ledger for the gap",
-            )
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+        assets, min_level = frozenset(request.asset_classes), int(request.min_level)
+
+        def wants(alert: alerts_pb2.Alert) -> bool:
+            return (not assets or alert.asset in assets) and alert.after >= min_level
+
+        overflow = (f"alert stream fell more than {self.hub.buffer} alerts behind; resubscribe "
+                    "and read the ledger for the gap")  # fmt: skip
+        async for alert in self.hub.stream(context, wants, overflow=overflow):
+            yield alert

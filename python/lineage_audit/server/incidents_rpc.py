@@ -19,7 +19,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -29,10 +28,9 @@ from ..incidents import HaltHook, IncidentError, IncidentEvent, IncidentManager
 from ..incidents.errors import status_of
 from .auth import Authenticator
 from .errors import status_for
+from .fanout import FanOut
 
 __all__ = ["IncidentHub", "IncidentServicer", "event_to_proto", "summary_to_proto"]
-
-_END = None  # queue sentinel: the server is stopping
 
 
 def summary_to_proto(summary: dict[str, Any]) -> incidents_pb2.Incident:
@@ -54,51 +52,15 @@ def event_to_proto(event: IncidentEvent) -> incidents_pb2.IncidentEvent:
     return message
 
 
-@dataclass(eq=False)
-class _Subscriber:
-    assets: frozenset[str]
-    queue: asyncio.Queue
-    overflowed: bool = False
-
-
-class IncidentHub:
-    """Fan-out of incident events from any thread to the event loop's subscribers."""
+class IncidentHub(FanOut):
+    """Incident events from any thread, fanned out to the WatchIncidents streams."""
 
     def __init__(self, *, buffer: int = 256) -> None:
-        self.buffer = buffer
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._subscribers: set[_Subscriber] = set()
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        super().__init__(buffer=buffer)
 
     def listener(self, event: IncidentEvent) -> None:
         """IncidentManager listener: publish on the event loop."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._publish, event_to_proto(event))
-
-    def _publish(self, event: incidents_pb2.IncidentEvent) -> None:
-        for sub in list(self._subscribers):
-            if sub.overflowed or (sub.assets and event.asset_class not in sub.assets):
-                continue
-            if sub.queue.qsize() >= self.buffer:
-                sub.overflowed = True  # its stream ends; no change ever waits for a reader
-                sub.queue.put_nowait(_END)
-            else:
-                sub.queue.put_nowait(event)
-
-    def subscribe(self, assets: frozenset[str]) -> _Subscriber:
-        sub = _Subscriber(assets, asyncio.Queue())  # bounded by _publish
-        self._subscribers.add(sub)
-        return sub
-
-    def unsubscribe(self, sub: _Subscriber) -> None:
-        self._subscribers.discard(sub)
-
-    def close(self) -> None:
-        """End every subscription (server shutdown)."""
-        for sub in self._subscribers:
-            sub.queue.put_nowait(_END)
+        self.publish(event_to_proto(event))
 
 
 class IncidentServicer(incidents_pb2_grpc.IncidentServiceServicer):
@@ -166,21 +128,12 @@ class IncidentServicer(incidents_pb2_grpc.IncidentServiceServicer):
             await context.abort(grpc.StatusCode[status_of(exc)[1]], str(exc))
         except Exception as exc:
             await context.abort(*status_for(exc))
-        sub = self.hub.subscribe(frozenset(request.asset_classes))
-        try:
-            # Initial metadata tells the client it is subscribed: events from now on reach it.
-            await context.send_initial_metadata((("lineage-audit-subscribed", "1"),))
-            while True:
-                event = await sub.queue.get()
-                if event is _END:
-                    break
-                yield event
-        finally:
-            self.hub.unsubscribe(sub)
-        if sub.overflowed:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"incident stream fell more than {self.hub.buffer} events behind; "
-                "resubscribe and read the queue with ListIncidents",
-            )
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+        assets = frozenset(request.asset_classes)
+        overflow = (f"incident stream fell more than {self.hub.buffer} events behind; "
+                    "resubscribe and read the queue with ListIncidents")  # fmt: skip
+
+        def wants(event: incidents_pb2.IncidentEvent) -> bool:
+            return not assets or event.asset_class in assets
+
+        async for event in self.hub.stream(context, wants, overflow=overflow):
+            yield event
