@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_options import default_actor, int_at_least, ledger_options
 from ..ledger import Ledger
-from ..ledger.cli import DEFAULT_DB, DEFAULT_KEYS
 from .attribute import EVIDENCE_NOTE, build_reference
 from .calibration import DEFAULT_BUCKET_EDGES, ReferenceSet
 from .errors import InputError
@@ -22,19 +21,6 @@ from .scorer import Scorer
 from .scores import ScoreConfig
 
 __all__ = ["register"]
-
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    return parse
 
 
 def _fraction(text: str) -> float:
@@ -54,15 +40,6 @@ def _edges(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected integers like 16,32,64, got {text!r}") from None
 
 
-def _ledger_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("audit ledger")
-    group.add_argument("--db", default=DEFAULT_DB, help="ledger database (default: %(default)s)")
-    group.add_argument("--keys", default=DEFAULT_KEYS, help="key directory (default: %(default)s)")
-    group.add_argument(
-        "--actor", default=None, help="identity recorded with the action (default: cli:<user>)"
-    )
-
-
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "the deployer's model (exactly one of --model and --endpoint)"
@@ -79,9 +56,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (local)")
     group.add_argument("--dtype", default="float32", help="weights dtype (local; default float32)")
-    group.add_argument("--batch-size", type=_int_at_least(1), default=8, help="texts per batch")
-    group.add_argument("--max-length", type=_int_at_least(2), help="window length in tokens")
-    group.add_argument("--stride", type=_int_at_least(1), help="window stride (default: half)")
+    group.add_argument("--batch-size", type=int_at_least(1), default=8, help="texts per batch")
+    group.add_argument("--max-length", type=int_at_least(2), help="window length in tokens")
+    group.add_argument("--stride", type=int_at_least(1), help="window stride (default: half)")
     group.add_argument(
         "--long-texts", choices=("window", "error"), default="window",
         help="texts past the window: score in sliding windows, or refuse (default: window)",
@@ -90,7 +67,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         "--api-key-env", metavar="VAR", help="environment variable holding the server's API key"
     )
     group.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
-    group.add_argument("--retries", type=_int_at_least(0), default=0, help="HTTP retries")
+    group.add_argument("--retries", type=int_at_least(0), default=0, help="HTTP retries")
     group.add_argument(
         "--logprobs-mode", choices=("auto", *MODES), default="auto",
         help="how to ask the server for prompt log-probs (default: probe)",
@@ -141,7 +118,7 @@ def _register_calibrate(sub: argparse._SubParsersAction) -> None:
         "--recall-prefix", type=Path, help="known non-member texts for ReCaLL (.jsonl/.parquet)"
     )
     calibrate.add_argument(
-        "--recall-shots", type=_int_at_least(1), help="use the first N prefix texts (default all)"
+        "--recall-shots", type=int_at_least(1), help="use the first N prefix texts (default all)"
     )
     calibrate.add_argument(
         "--buckets", type=_edges, default=DEFAULT_BUCKET_EDGES,
@@ -149,7 +126,7 @@ def _register_calibrate(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
     _model_options(calibrate)
-    _ledger_options(calibrate)
+    ledger_options(calibrate)
     calibrate.set_defaults(func=_calibrate)
 
 
@@ -169,11 +146,11 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--primary", help="score behind attribution (default: min_k_plus_plus "
                      "for a local model, min_k over HTTP)")  # fmt: skip
     run.add_argument("--fdr", type=float, default=0.05, help="BH level q (default 0.05)")
-    run.add_argument("--part-rows", type=_int_at_least(1), default=256, help="rows per part file")
+    run.add_argument("--part-rows", type=int_at_least(1), default=256, help="rows per part file")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     _model_options(run)
-    _ledger_options(run)
+    ledger_options(run)
     run.set_defaults(func=_run)
 
 
@@ -225,7 +202,7 @@ def _reference_scorer(args: argparse.Namespace) -> Scorer | None:
 
 
 def _actor(args: argparse.Namespace) -> str:
-    return args.actor or f"cli:{getpass.getuser()}"
+    return args.actor or default_actor()
 
 
 def _progress(args: argparse.Namespace) -> bool:

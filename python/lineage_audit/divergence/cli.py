@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import math
 import re
@@ -11,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_options import default_actor, int_at_least, ledger_options
 from ..ledger import Ledger
-from ..ledger.cli import DEFAULT_DB, DEFAULT_KEYS
 from .artifact import load_baseline
 from .baseline import Baseline, BaselineConfig
 from .errors import InputError
@@ -35,32 +34,6 @@ def parse_duration(text: str) -> int:
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"expected a duration like 30s, 5m or 1h, got {text!r}")
     return int(float(match.group(1)) * _UNIT_NS[match.group(2)])
-
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _default_actor() -> str:
-    return f"cli:{getpass.getuser()}"
-
-
-def _ledger_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("audit ledger")
-    group.add_argument("--db", default=DEFAULT_DB, help="ledger database (default: %(default)s)")
-    group.add_argument("--keys", default=DEFAULT_KEYS, help="key directory (default: %(default)s)")
-    group.add_argument(
-        "--actor", default=None, help="identity recorded with the action (default: cli:<user>)"
-    )
 
 
 def _compute_options(parser: argparse.ArgumentParser) -> None:
@@ -106,12 +79,12 @@ def _register_fit(sub: argparse._SubParsersAction) -> None:
     _input_options(fit)
     fit.add_argument("--out", type=Path, required=True, help="artifact directory to create")
     fit.add_argument(
-        "--window-size", type=_int_at_least(2), action="append", dest="window_sizes",
+        "--window-size", type=int_at_least(2), action="append", dest="window_sizes",
         help="rows per window; repeat for several sizes (default: 256)",
     )  # fmt: skip
-    fit.add_argument("--block-length", type=_int_at_least(1), help="bootstrap block (default n/8)")
+    fit.add_argument("--block-length", type=int_at_least(1), help="bootstrap block (default n/8)")
     fit.add_argument(
-        "--null-windows", type=_int_at_least(1000), default=10_000,
+        "--null-windows", type=int_at_least(1000), default=10_000,
         help="null windows per size (default: %(default)s)",
     )  # fmt: skip
     fit.add_argument(
@@ -125,15 +98,15 @@ def _register_fit(sub: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("--watch-z", type=float, default=2.0, help="watch threshold (default: 2)")
     fit.add_argument("--min-effect", type=float, default=0.0, help="watch minimum effect size")
-    fit.add_argument("--stride", type=_int_at_least(1), help="window stride rows (default: size)")
+    fit.add_argument("--stride", type=int_at_least(1), help="window stride rows (default: size)")
     fit.add_argument(
-        "--arl-windows", type=_int_at_least(0), default=2000,
+        "--arl-windows", type=int_at_least(0), default=2000,
         help="null windows streamed to measure ARL0 (default: %(default)s)",
     )  # fmt: skip
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     _compute_options(fit)
-    _ledger_options(fit)
+    ledger_options(fit)
     fit.set_defaults(func=_fit)
 
 
@@ -147,14 +120,14 @@ def _register_score(subparsers: argparse._SubParsersAction) -> None:
     _input_options(score)
     score.add_argument("--baseline", type=Path, required=True, help="baseline artifact directory")
     score.add_argument("--asset", default=None, help="asset class (default: the baseline's)")
-    score.add_argument("--window-size", type=_int_at_least(2), help="rows per count window")
-    score.add_argument("--stride", type=_int_at_least(1), help="rows between count windows")
+    score.add_argument("--window-size", type=int_at_least(2), help="rows per count window")
+    score.add_argument("--stride", type=int_at_least(1), help="rows between count windows")
     score.add_argument("--window-duration", type=parse_duration, help="time windows, e.g. 5m")
     score.add_argument("--window-stride", type=parse_duration, help="time between windows")
     score.add_argument("--series", type=Path, help="write the series here (Parquet parts)")
     score.add_argument("--json", action="store_true", help="print one JSON object per window")
     _compute_options(score)
-    _ledger_options(score)
+    ledger_options(score)
     score.set_defaults(func=_score)
 
 
@@ -184,7 +157,7 @@ def _fit(args: argparse.Namespace) -> int:
     )  # fmt: skip
     job.validate()  # before opening (or creating) the ledger
     with _open_ledger(args) as ledger:
-        baseline = job.run(ledger, args.actor or _default_actor())
+        baseline = job.run(ledger, args.actor or default_actor())
     _print_summary(baseline, args.out)
     return 0
 
@@ -261,7 +234,7 @@ def _score(args: argparse.Namespace) -> int:
     with _open_ledger(args) as ledger:
         results = job.run(
             ledger,
-            args.actor or _default_actor(),
+            args.actor or default_actor(),
             listeners=[lambda event: transitions.append(event.transition)],
         )
     if args.json:
