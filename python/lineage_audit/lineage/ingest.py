@@ -119,6 +119,7 @@ class Ingestor:
         received = time.time_ns()
         if self.ledger is None:
             stored, _ = self.store.add(rows, record_seq=None, received_ns=received)
+            self.stored(new)
             return IngestResult(len(events), stored, len(events) - stored, None)
         with self.ledger.action(
             "lineage.ingest", actor=actor or self.actor,
@@ -129,7 +130,11 @@ class Ingestor:
             assert act.intent is not None
             stored, _ = self.store.add(rows, record_seq=act.intent.seq, received_ns=received)
             act.result = {"stored": stored}
+        self.stored(new)
         return IngestResult(len(events), stored, len(events) - stored, act.intent.seq)
+
+    def stored(self, events: Sequence[LineageEvent]) -> None:
+        """Called with the new events once they are stored (each once, in batch order)."""
 
 
 class ShuttingDown(RuntimeError):

@@ -100,16 +100,8 @@ class _GraphIngestor(Ingestor):
         super().__init__(*args)
         self.service = service
 
-    def ingest(self, events, actor=None):
-        known = self.store.known([e.sha256 for e in events])
-        result = super().ingest(events, actor)
-        fresh, seen = [], set(known)
-        for event in events:
-            if event.sha256 not in seen:
-                seen.add(event.sha256)
-                fresh.append(event)
-        self.service._extend(fresh)
-        return result
+    def stored(self, events):
+        self.service._extend(events)
 
 
 # --- the Marquez read shape -------------------------------------------------------------------
