@@ -141,6 +141,20 @@ def test_vendor_feeds_converging_on_one_upstream_product():
     assert convergence(graph, k=5) == []  # only four sources share it
 
 
+def test_convergence_found_when_the_consumer_reports_sources_before_their_producers():
+    """The deployer's ingest names the feeds before the vendor and the feeds emit anything,
+    and a re-entry loop runs through the feeds: the loop is cut at the model's training edge,
+    not at the edge from the vendor's product to the feeds."""
+    events = _vendor_scenario()
+    ingest = next(e for e in events if e["job"]["name"] == "deployer.ingest")
+    events.remove(ingest)
+    graph = _graph([ingest, *events])
+    assert re_entries(graph), "the loop through the model is still a re-entry"
+    found = convergence(graph, k=3)
+    assert [(c.asset, c.upstream) for c in found] == [(ASSET, UPSTREAM)]
+    assert found[0].sources == tuple(("feeds", f"vendor-{i}") for i in range(4))
+
+
 def test_re_entry_through_a_vendors_quarterly_refresh_at_version_level():
     graph = _graph(_vendor_scenario())
     (found,) = re_entries(graph)

@@ -72,7 +72,8 @@ class LineageGraph:
         self.succ: dict[object, set] = defaultdict(set)  # node -> successors
         self.pred: dict[object, set] = defaultdict(set)
         self.by_name: dict[DatasetKey, set] = defaultdict(set)  # dataset -> its versions
-        self.mentions: Counter[DatasetKey] = Counter()  # events naming each dataset (Tier 1)
+        self.mentions: Counter[DatasetKey] = Counter()  # events naming each dataset
+        self.emitted: Counter[DatasetKey] = Counter()  # events writing it: its own emission
         # Which events made which nodes (digests), for lineage path proofs.
         self.sources_of: dict[object, set[str]] = defaultdict(set)
         self.events = 0
@@ -95,6 +96,9 @@ class LineageGraph:
                 self.models[self.aliases.find(ref.key)] = ref.model
         for key in {self.canonical(ref) for ref in (*event.inputs, *event.outputs)}:
             self.mentions[key] += 1
+        if event.event_type not in ("FAIL", "ABORT"):
+            for key in {self.canonical(ref) for ref in event.outputs}:
+                self.emitted[key] += 1
         if event.run_id is None:  # DatasetEvent / JobEvent: metadata, explicit lineage only
             for ref in event.outputs:
                 version = self._version_of(ref, written_by=None)
@@ -156,8 +160,14 @@ class LineageGraph:
     # --- queries ----------------------------------------------------------------------------
 
     def openlineage_events(self, key: DatasetKey) -> int:
-        """Events that named this dataset (under any alias): Tier 1's OpenLineage presence."""
+        """Events that named this dataset (under any alias), as input or output."""
         return sum(n for k, n in self.mentions.items() if self.canonical(k) == self.canonical(key))
+
+    def emissions(self, key: DatasetKey) -> int:
+        """Events that wrote this dataset (under any alias): its producer's own lineage. Tier 1
+        counts these as a source's OpenLineage presence: a source that only appears as some
+        consumer's input has told nobody where it comes from."""
+        return sum(n for k, n in self.emitted.items() if self.canonical(k) == self.canonical(key))
 
     def datasets(self) -> set[DatasetKey]:
         return set(self.by_name)
@@ -196,29 +206,34 @@ class LineageGraph:
         return came
 
     def _name_pred(self) -> dict[DatasetKey, set[DatasetKey]]:
-        """Dataset -> the datasets (by name) feeding it directly, over the edges that go
-        forward in the order names first appeared (cached).
+        """Dataset -> the datasets (by name) feeding it directly, with loops cut (cached).
 
         At name level a re-entry is a loop, and ancestry around a loop would make everything
-        on it upstream of everything else; the edge that closes a loop points back to a name
-        seen earlier, so dropping such edges keeps the structure (what convergence asks)
-        without the loop."""
+        on it upstream of everything else. A re-entry loop closes where a model is trained
+        on data downstream of itself, so that training edge is cut first; an edge on a loop
+        that remains (one without a model) is kept only if it points forward in the order
+        names first appeared. Edges on no loop are always kept, whatever order the emitters'
+        events arrived in (a consumer often reports a source before its producer does)."""
         if self._names is None:
             order: dict[DatasetKey, int] = {}
-            edges: list[tuple[DatasetKey, DatasetKey]] = []
+            edges: set[tuple[DatasetKey, DatasetKey]] = set()
             for run in self.runs.values():
                 ins = sorted({(v[1], v[2]) for v in run.inputs})
                 outs = sorted({(v[1], v[2]) for v in run.outputs})
                 for key in (*ins, *outs):
                     order.setdefault(key, len(order))
-                edges += [(a, b) for a in ins for b in outs if a != b]
+                edges |= {(a, b) for a in ins for b in outs if a != b}
             for node, feeders in self.pred.items():  # explicit lineage facets
                 if node[0] == "dataset":
-                    edges += [((p[1], p[2]), (node[1], node[2])) for p in feeders
-                              if p[0] == "dataset"]  # fmt: skip
+                    here = (node[1], node[2])
+                    edges |= {((p[1], p[2]), here) for p in feeders
+                              if p[0] == "dataset" and (p[1], p[2]) != here}  # fmt: skip
+            edges -= _training_edges_closing_loops(edges, set(self.models))
+            component = _strong_components(edges)
+            last = len(order)
             pred: dict[DatasetKey, set[DatasetKey]] = defaultdict(set)
             for a, b in edges:
-                if a != b and order.get(a, len(order)) <= order.get(b, len(order)):
+                if component[a] != component[b] or order.get(a, last) <= order.get(b, last):
                     pred[b].add(a)
             self._names = pred
         return self._names
@@ -242,3 +257,67 @@ class LineageGraph:
             queue.extend(pred.get(name, ()))
         seen.discard(start)
         return seen
+
+
+def _successors(edges: Iterable[tuple[DatasetKey, DatasetKey]]) -> dict[DatasetKey, set]:
+    succ: dict[DatasetKey, set[DatasetKey]] = defaultdict(set)
+    for a, b in edges:
+        succ[a].add(b)
+    return succ
+
+
+def _training_edges_closing_loops(edges: set, models: set) -> set:
+    """Edges ``x -> model`` where ``x`` is downstream of that model: where re-entry closes."""
+    succ = _successors(edges)
+    closing = set()
+    for model in models:
+        seen: set[DatasetKey] = set()
+        queue = deque(succ.get(model, ()))
+        while queue:
+            node = queue.popleft()
+            if node not in seen:
+                seen.add(node)
+                queue.extend(succ.get(node, ()))
+        closing |= {(x, model) for x in seen if (x, model) in edges}
+    return closing
+
+
+def _strong_components(edges: set) -> dict[DatasetKey, int]:
+    """Strongly connected component id of every node (Tarjan, iterative)."""
+    succ = _successors(edges)
+    nodes = sorted({n for e in edges for n in e})
+    index: dict[DatasetKey, int] = {}
+    low: dict[DatasetKey, int] = {}
+    component: dict[DatasetKey, int] = {}
+    stack: list[DatasetKey] = []
+    on_stack: set[DatasetKey] = set()
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(succ.get(root, ()))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component[member] = index[node]
+                        if member == node:
+                            break
+            elif child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(succ.get(child, ())))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+    return component
