@@ -13,18 +13,28 @@ the public keys) so that a stranger can verify it offline::
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..ledger import Ledger
 from ..ledger.records import rfc3339_now
-from .errors import IncidentError
+from .errors import IncidentError, TransitionError, UnknownIncident
 from .incident import Incident
 from .regulatory import CITATIONS, regulatory_json
 
-__all__ = ["ARTIFACT_FORMAT", "artifact_schema", "build_artifact", "validate_artifact"]
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "ArtifactShelf",
+    "NoArtifact",
+    "StaleArtifact",
+    "artifact_schema",
+    "build_artifact",
+    "validate_artifact",
+]
 
 ARTIFACT_FORMAT = "lineage-audit/incident-artifact/v1"
 VERIFY_COMMANDS = [
@@ -139,3 +149,55 @@ def validate_artifact(artifact: dict[str, Any]) -> None:
         head, _, rest = field.partition(".")
         if head not in artifact or (rest and rest not in artifact[head]):
             raise IncidentError(field, "cited field missing from the artifact")
+
+
+# --- the latest artifact of each incident, kept (reading a report writes nothing) -----------
+
+
+class NoArtifact(UnknownIncident):
+    """No artifact has been built for the incident yet (HTTP 404)."""
+
+
+class StaleArtifact(TransitionError):
+    """The incident changed after its latest artifact was built (HTTP 409)."""
+
+
+class ArtifactShelf:
+    """The latest artifact per incident, ``<directory>/<incident id>.json`` (replaced whole:
+    temp file, fsync, rename). Building one signs a checkpoint; reading one writes nothing."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def build(self, incident: Incident, ledger: Ledger) -> dict[str, Any]:
+        """Build (signing a checkpoint), keep and return the artifact of ``incident``."""
+        artifact = build_artifact(incident, ledger)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(incident.id)
+        staging = path.with_name(f".{path.name}.tmp")
+        with staging.open("w", encoding="utf-8") as handle:
+            json.dump(artifact, handle, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+        return artifact
+
+    def latest(self, incident: Incident) -> dict[str, Any]:
+        """The kept artifact of ``incident``; :class:`NoArtifact` if none was built,
+        :class:`StaleArtifact` if the incident has records the artifact does not cite."""
+        path = self._path(incident.id)
+        if not path.is_file():
+            raise NoArtifact("artifact", f"incident {incident.id} has no artifact yet: build "
+                             f"one with POST /api/v1/incidents/{incident.id}/artifact (or the "
+                             "BuildArtifact RPC)")  # fmt: skip
+        artifact = json.loads(path.read_text(encoding="utf-8"))
+        missing = sorted(set(incident.ledger_seqs) - set(artifact["ledger"]["seqs"]))
+        if missing:
+            raise StaleArtifact("artifact", f"incident {incident.id} changed after its latest "
+                                f"artifact ({artifact['generated_at']}; ledger seqs {missing} "
+                                f"not in it): rebuild it with POST /api/v1/incidents/"
+                                f"{incident.id}/artifact")  # fmt: skip
+        return artifact
+
+    def _path(self, incident_id: str) -> Path:
+        return self.directory / f"{Path(incident_id).name}.json"

@@ -10,14 +10,16 @@ Per asset class the policy says whether the hook is enabled and which actors may
 3. the asset class's signal is marked suspended (only that one: other signals, other asset
    classes and the scoring itself are untouched);
 4. a DSSE envelope (payload type :data:`HALT_PAYLOAD_TYPE`, signed with the ledger's record
-   keys, ECDSA P-256 and ML-DSA-65) is POSTed to the policy's webhook with a timeout;
+   keys, ECDSA P-256 and ML-DSA-65) is POSTed to the policy's webhook with a timeout — without
+   holding the manager's lock, so incident changes go on while a slow receiver answers;
 5. outcome: the suspension and the webhook's delivery (status or error) — a delivery that
    fails does not undo the suspension (halting is the safe side), it is recorded;
 6. listeners (the gRPC ``WatchIncidents`` stream) get a ``halt.fired`` event.
 
 A receiver checks what it got with :func:`verify_halt_envelope` (or any DSSE verifier with
 the ledger's public record keys; both signatures must verify). :meth:`HaltHook.lift` is the
-reverse, ``halt.lift``, with the same authorisation and a webhook of its own.
+reverse, ``halt.lift``, with the same authorisation and a webhook of its own; lifting a signal
+that is not suspended is a :class:`~.errors.TransitionError` and writes nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from ..ledger.records import (
     sign_envelope,
     sign_envelope_with,
 )
-from .errors import HaltRefused, IncidentError
+from .errors import HaltRefused, IncidentError, TransitionError
 from .manager import ANONYMOUS, IncidentEvent, IncidentManager
 
 __all__ = ["HALT_FORMAT", "HALT_PAYLOAD_TYPE", "HaltHook", "HaltResult", "verify_halt_envelope"]
@@ -107,40 +109,18 @@ class HaltHook:
     def _act(self, action: str, asset_class: str, actor: str | None, reason: str,
              incident_id: str | None) -> HaltResult:  # fmt: skip
         manager = self.manager
-        asset = manager.policy.asset(asset_class)  # unknown: error, nothing written
-        if not isinstance(reason, str) or not reason.strip():
-            raise IncidentError("reason", "expected a non-empty reason", reason)
-        incident = None
-        if incident_id is not None:
-            incident = manager.store.get(incident_id)
-            if incident.asset_class != asset_class:
-                raise IncidentError(
-                    "incident_id",
-                    f"belongs to asset class {incident.asset_class!r}, not {asset_class!r}",
-                    incident_id,
-                )
+        asset, incident = self._check(action, asset_class, reason, incident_id)
         who = actor or ANONYMOUS
         subject = [(f"signal:{asset.signal}", hashlib.sha256(asset.signal.encode()).hexdigest())]
         if incident is not None:
             subject.append((f"incident:{incident.id}", incident.digest()))
-        with manager._lock, manager.ledger.action(
+        with manager.ledger.action(
             action, actor=who, subject=subject, asset_class=asset_class, signal=asset.signal,
             incident_id=incident_id, reason=reason, webhook=asset.halt.webhook,
         ) as act:  # fmt: skip
-            self._authorise(asset, actor, action)
-            if action == "halt.fire":
-                manager.store.suspend(
-                    {
-                        "signal": asset.signal,
-                        "asset_class": asset_class,
-                        "incident_id": incident_id,
-                        "actor": who,
-                        "at": rfc3339_now(),
-                        "ledger_seq": act.intent.seq,
-                    }
-                )
-            else:
-                manager.store.lift(asset.signal)
+            with manager._lock:  # only the state change: the webhook below may be slow
+                self._authorise(asset, actor, action)
+                self._apply(action, asset, incident_id, who, act.intent.seq)
             payload = self._payload(action, asset, who, reason, incident_id, act.intent)
             envelope = self._sign(payload)
             status, error = deliver(asset.halt.webhook, envelope.raw, asset.halt.timeout_s)
@@ -154,12 +134,42 @@ class HaltHook:
         result = HaltResult(action, asset_class, asset.signal, incident_id, who, act.intent.seq,
                             act.outcome.seq, error is None, status, error,
                             envelope.to_json())  # fmt: skip
+        summary = None
         if incident is not None:
-            self._remember(incident.id, result)
+            with manager._lock:
+                summary = self._remember(incident.id, result).summary()
         kind = "halt.fired" if action == "halt.fire" else "halt.lifted"
-        summary = manager.store.get(incident_id).summary() if incident_id else None
         manager.notify(IncidentEvent(kind, summary, who, act.intent.seq, payload))
         return result
+
+    def _check(self, action: str, asset_class: str, reason: str, incident_id: str | None):
+        """The asset's policy and the incident, or an error before anything is written."""
+        manager = self.manager
+        asset = manager.policy.asset(asset_class)  # unknown: error, nothing written
+        if not isinstance(reason, str) or not reason.strip():
+            raise IncidentError("reason", "expected a non-empty reason", reason)
+        incident = None
+        if incident_id is not None:
+            incident = manager.store.get(incident_id)
+            if incident.asset_class != asset_class:
+                raise IncidentError(
+                    "incident_id",
+                    f"belongs to asset class {incident.asset_class!r}, not {asset_class!r}",
+                    incident_id,
+                )
+        if action == "halt.lift" and not self.is_suspended(asset.signal):
+            raise TransitionError("signal", f"{asset.signal!r} of asset class {asset_class!r} "
+                                  "is not suspended: there is no halt to lift")  # fmt: skip
+        return asset, incident
+
+    def _apply(self, action: str, asset, incident_id: str | None, who: str, seq: int) -> None:
+        if action == "halt.lift":
+            self.manager.store.lift(asset.signal)
+            return
+        self.manager.store.suspend({
+            "signal": asset.signal, "asset_class": asset.asset_class,
+            "incident_id": incident_id, "actor": who, "at": rfc3339_now(), "ledger_seq": seq,
+        })  # fmt: skip
 
     def _authorise(self, asset, actor: str | None, action: str) -> None:
         if not asset.halt.enabled:
@@ -195,12 +205,13 @@ class HaltHook:
             return sign_envelope_with(body, ledger.signer, HALT_PAYLOAD_TYPE)
         return sign_envelope(body, ledger._require_keyring().record, HALT_PAYLOAD_TYPE)
 
-    def _remember(self, incident_id: str, result: HaltResult) -> None:
+    def _remember(self, incident_id: str, result: HaltResult):
         store = self.manager.store
         incident = store.get(incident_id)
         incident.halts.append({**result.to_json(), "status": "succeeded", "at": rfc3339_now()})
         incident.ledger_seqs += [result.intent_seq, result.outcome_seq]
         store.replace(incident, expected_state=incident.state)
+        return incident
 
 
 def deliver(url: str | None, body: bytes, timeout: float) -> tuple[int | None, str | None]:

@@ -18,6 +18,8 @@ whether (and for whom) the halt hook may fire. A TOML file, checked whole on loa
     [asset_classes.fx-news.roles]
     acknowledge = ["token:mro"]        # actors (as the server identifies them)
     resolve = ["token:mro"]
+    submit = ["token:risk-batch"]      # may submit Tier 4 jobs / Tier 1 ratings
+                                       # (optional; default: the acknowledge list)
 
     [asset_classes.fx-news.halt]
     enabled = true                     # default false: the deployer must opt in
@@ -90,6 +92,7 @@ class AssetPolicy:
     acknowledge: tuple[str, ...]
     resolve: tuple[str, ...]
     halt: HaltPolicy
+    submit: tuple[str, ...] = ()  # who may submit evidence (Tier 4 jobs, Tier 1 ratings)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,7 +100,11 @@ class AssetPolicy:
             "signal": self.signal,
             "lineage_node": self.lineage_node,
             "triggers": self.triggers.to_json(),
-            "roles": {"acknowledge": list(self.acknowledge), "resolve": list(self.resolve)},
+            "roles": {
+                "acknowledge": list(self.acknowledge),
+                "resolve": list(self.resolve),
+                "submit": list(self.submit),
+            },
             "halt": self.halt.to_json(),
         }
 
@@ -168,15 +175,18 @@ def _asset(key: str, value: object) -> AssetPolicy:
             raise PolicyError(f"{where}.lineage_node", "expected 'dataset:<namespace>:<name>'",
                               node)  # fmt: skip
     roles = _table(table.get("roles"), f"{where}.roles")
-    _only(roles, {"acknowledge", "resolve"}, f"{where}.roles")
+    _only(roles, {"acknowledge", "resolve", "submit"}, f"{where}.roles")
+    acknowledge = _actors(roles.get("acknowledge"), f"{where}.roles.acknowledge")
+    submit = roles.get("submit")
     return AssetPolicy(
         asset_class=key,
         signal=_text(table.get("signal", key), f"{where}.signal"),
         lineage_node=node,
         triggers=_triggers(table.get("triggers", {}), f"{where}.triggers"),
-        acknowledge=_actors(roles.get("acknowledge"), f"{where}.roles.acknowledge"),
+        acknowledge=acknowledge,
         resolve=_actors(roles.get("resolve"), f"{where}.roles.resolve"),
         halt=_halt(table.get("halt", {}), f"{where}.halt"),
+        submit=acknowledge if submit is None else _actors(submit, f"{where}.roles.submit"),
     )
 
 
