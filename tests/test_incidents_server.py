@@ -15,9 +15,9 @@ import pytest
 from incidents_data import receiver
 from lineage_audit._generated.lineage_audit.v1 import incidents_pb2, incidents_pb2_grpc
 from lineage_audit.client import Client
-from lineage_audit.incidents import verify_halt_envelope
+from lineage_audit.incidents import PolicyError, parse_policy, verify_halt_envelope
 from lineage_audit.incidents.artifact import validate_artifact
-from lineage_audit.ledger import Ledger, verify_ledger
+from lineage_audit.ledger import Ledger, verify_bundle, verify_ledger
 from lineage_audit.server import ServerConfig, ServerThread
 from lineage_audit.server.auth import hash_token
 from lineage_audit.server.config import ConfigError
@@ -164,9 +164,6 @@ def test_a_halting_stream_opens_an_incident_seen_over_grpc_and_http(served):
     detail = served.grpc("GetIncident", incidents_pb2.GetIncidentRequest(id=incident.id))
     assert json.loads(detail.json)["id"] == incident.id and detail.incident.band == incident.band
 
-    status, html = served.http("GET", f"/api/v1/incidents/{incident.id}/report")
-    assert status == 200 and html.startswith("<!DOCTYPE html>") and incident.id in html
-
     assert served.http("GET", "/api/v1/incidents", who=None)[0] == 401
     assert served.http("GET", "/api/v1/incidents/INC-nope")[0] == 404
     assert served.http("GET", "/api/v1/incidents?state=closed")[0] == 400
@@ -250,6 +247,39 @@ def test_halts_need_the_policys_actor_and_refusals_are_recorded(served, hook_rec
     assert json.loads(event.detail)["incident_id"] == incident_id
 
 
+def test_reading_a_report_writes_nothing_building_the_artifact_is_a_post(served):
+    incident_id = _opened(served).incident.id
+    base = f"/api/v1/incidents/{incident_id}"
+    size, signed = served.ledger.size, len(served.ledger.checkpoints())
+    for path in (f"{base}/report", f"{base}/artifact"):
+        status, body = served.http("GET", path)
+        assert status == 404 and body["field"] == "artifact", body
+        assert f"POST {base}/artifact" in body["error"]
+    assert (served.ledger.size, len(served.ledger.checkpoints())) == (size, signed)
+
+    status, artifact = served.http("POST", f"{base}/artifact", who="analyst")
+    assert status == 200 and artifact["incident"]["id"] == incident_id
+    validate_artifact(artifact)
+    assert len(served.ledger.checkpoints()) == signed + 1  # the POST signed one
+    status, html = served.http("GET", f"{base}/report")
+    assert status == 200 and html.startswith("<!DOCTYPE html>") and incident_id in html
+    assert served.http("GET", f"{base}/artifact") == (200, artifact)
+    assert (served.ledger.size, len(served.ledger.checkpoints())) == (size, signed + 1)
+    assert served.http("GET", f"{base}/report", who=None)[0] == 401
+    assert served.http("POST", "/api/v1/incidents/INC-nope/artifact")[0] == 404
+
+    served.http("POST", f"{base}/acknowledge", {"note": "seen"})
+    status, body = served.http("GET", f"{base}/report")  # the kept one misses the change
+    assert status == 409 and f"POST {base}/artifact" in body["error"], body
+    with Client(served.server.address, token=TOKENS["mro"]) as client:
+        fresh = client.incident_artifact(incident_id)  # gRPC BuildArtifact
+    validate_artifact(fresh)
+    assert [t["action"] for t in fresh["timeline"]][-1] == "incident.acknowledge"
+    assert verify_bundle(fresh["ledger"]["bundle"], served.ledger.public_keys).valid
+    status, html = served.http("GET", f"{base}/report")
+    assert status == 200 and "incident.acknowledge" in html
+
+
 def test_the_cli_works_the_same_queue_as_the_running_server(config, served, tmp_path, cli):
     incident_id = _opened(served).incident.id
     store = ["--db", config.incidents_db]
@@ -296,6 +326,16 @@ def test_the_incidents_table_names_what_is_wrong(table, field):
     with pytest.raises(ConfigError) as info:
         ServerConfig.from_mapping({"incidents": table})
     assert info.value.field == field
+
+
+def test_the_submit_role_defaults_to_acknowledge_and_is_checked_by_key():
+    text = POLICY.replace("{webhook}", "http://127.0.0.1:9/halt")
+    assert parse_policy(text).asset("news").submit == ("token:analyst", "token:mro")
+    given = text.replace('resolve = ["token:mro"]\n', 'resolve = ["token:mro"]\nsubmit = ["x"]\n')
+    assert parse_policy(given).asset("news").to_json()["roles"]["submit"] == ["x"]
+    with pytest.raises(PolicyError) as info:
+        parse_policy(given.replace('submit = ["x"]', "submit = []"))
+    assert info.value.field == "asset_classes.news.roles.submit"
 
 
 def test_incidents_need_a_ledger(config):

@@ -15,6 +15,7 @@ are ``grpc.RpcError`` with the server's status code and a message naming the fie
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from ._generated.lineage_audit.v1 import (
     baselines_pb2,
     baselines_pb2_grpc,
     common_pb2,
+    incidents_pb2,
+    incidents_pb2_grpc,
     ledger_pb2,
     ledger_pb2_grpc,
     scoring_pb2,
@@ -244,6 +247,90 @@ class Client:
             timeout=self.timeout, metadata=self.metadata,
         )  # fmt: skip
         return reply.json
+
+    # --- incidents (Tier 5) -----------------------------------------------------------------
+
+    def _incidents(self) -> incidents_pb2_grpc.IncidentServiceStub:
+        return incidents_pb2_grpc.IncidentServiceStub(self.channel)
+
+    def _call(self, method: str, request: Any) -> Any:
+        stub = self._incidents()
+        return getattr(stub, method)(request, timeout=self.timeout, metadata=self.metadata)
+
+    def list_incidents(self, state: str = "", asset_class: str = "") -> list[Any]:
+        """Incident summaries (``incidents_pb2.Incident``), oldest first."""
+        request = incidents_pb2.ListIncidentsRequest(state=state, asset_class=asset_class)
+        return list(self._call("ListIncidents", request).incidents)
+
+    def get_incident(self, incident_id: str) -> dict[str, Any]:
+        """The whole incident as JSON (evidence, confidence steps, history, halts)."""
+        reply = self._call("GetIncident", incidents_pb2.GetIncidentRequest(id=incident_id))
+        return json.loads(reply.json)
+
+    def acknowledge_incident(self, incident_id: str, note: str = "") -> Any:
+        request = incidents_pb2.TransitionRequest(id=incident_id, note=note)
+        return self._call("Acknowledge", request)
+
+    def resolve_incident(self, incident_id: str, note: str = "") -> Any:
+        return self._call("Resolve", incidents_pb2.TransitionRequest(id=incident_id, note=note))
+
+    def fire_halt(self, asset_class: str, reason: str, incident_id: str = "") -> Any:
+        """Suspend reliance on the asset class's signal (``incidents_pb2.HaltReply``)."""
+        request = incidents_pb2.FireHaltRequest(asset_class=asset_class, reason=reason,
+                                                incident_id=incident_id)  # fmt: skip
+        return self._call("FireHalt", request)
+
+    def lift_halt(self, asset_class: str, reason: str, incident_id: str = "") -> Any:
+        """Rely on the asset class's signal again (``incidents_pb2.HaltReply``)."""
+        request = incidents_pb2.LiftHaltRequest(asset_class=asset_class, reason=reason,
+                                                incident_id=incident_id)  # fmt: skip
+        return self._call("LiftHalt", request)
+
+    def watch_incidents(self, asset_classes: Sequence[str] = ()) -> AlertWatch:
+        """An open WatchIncidents stream of ``incidents_pb2.IncidentEvent`` (returned once
+        the server has subscribed it)."""
+        request = incidents_pb2.WatchIncidentsRequest(asset_classes=list(asset_classes))
+        return AlertWatch(self._incidents().WatchIncidents(request, metadata=self.metadata))
+
+    def submit_attribution(self, asset_class: str, job_dir: str | Path) -> Any:
+        """Upload a finished attribution job (its summary.json and results.parquet) as Tier 4
+        evidence of ``asset_class`` (``incidents_pb2.SubmitAttributionReply``)."""
+        folder = Path(job_dir)
+        request = incidents_pb2.SubmitAttributionRequest(
+            asset_class=asset_class,
+            summary_json=(folder / "summary.json").read_bytes(),
+            results_parquet=(folder / "results.parquet").read_bytes(),
+        )
+        return self._call("SubmitAttribution", request)
+
+    def submit_ratings(self, ratings: Iterable[Any]) -> Any:
+        """Tier 1 ratings (``SourceRating`` objects or their JSON) for every later evidence
+        gather (``incidents_pb2.SubmitRatingsReply``)."""
+        items = [r.to_json() if hasattr(r, "to_json") else r for r in ratings]
+        request = incidents_pb2.SubmitRatingsRequest(
+            ratings=[json.dumps(item).encode() for item in items]
+        )
+        return self._call("SubmitRatings", request)
+
+    def incident_artifact(self, incident_id: str) -> dict[str, Any]:
+        """Build (the server signs a checkpoint) and return the incident's audit artifact."""
+        reply = self._call("BuildArtifact", incidents_pb2.BuildArtifactRequest(id=incident_id))
+        return json.loads(reply.json)
+
+    def score_with_reliance(
+        self, asset: str, rows: Any, *, encoder_id: str | None = None
+    ) -> tuple[WindowResult, dict[str, Any] | None]:
+        """:meth:`score`, plus whether the asset class's signal may be relied on
+        (``{state, signal, halt_ledger_seq, incident_id}``; None without a policy)."""
+        request = scoring_pb2.ScoreRequest(
+            asset_class=asset, embeddings=encode_embeddings(rows, encoder_id=encoder_id)
+        )
+        reply = self.scoring.Score(request, timeout=self.timeout, metadata=self.metadata)
+        reliance = None
+        if reply.HasField("reliance"):
+            names = ("state", "signal", "halt_ledger_seq", "incident_id")
+            reliance = {name: getattr(reply.reliance, name) for name in names}
+        return window_from_proto(reply.result), reliance
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -1,28 +1,38 @@
 """``lineage-audit incident ...``: the model risk officer's queue from a shell.
 
-``list`` and ``show`` read the incident store only. ``ack``, ``resolve`` and ``halt`` are
-write-ahead ledger actions like their gRPC and HTTP twins, so they need the ledger
-(``--ledger/--keys``) and the policy; the actor is ``--actor`` (the CLI has no
+``list`` and ``show`` read the incident store only. ``ack``, ``resolve``, ``halt`` and
+``lift`` are write-ahead ledger actions like their gRPC and HTTP twins, so they need the
+ledger (``--ledger/--keys``) and the policy; the actor is ``--actor`` (the CLI has no
 authentication: whoever holds the ledger keys speaks for that actor, and the policy still
 decides whether that actor may). ``report`` signs a checkpoint and writes the HTML report,
 optionally the PDF and the JSON artifact. Out-of-order changes and refusals exit 2 with the
 message; out of order writes nothing.
+
+``submit-attribution`` and ``submit-ratings`` hand evidence to a running server
+(``--server HOST:PORT``), authenticated like any client: a bearer token read from
+``--token-file`` or the ``LINEAGE_AUDIT_TOKEN`` environment variable (never a flag: command
+lines are visible to other users), TLS with ``--ca`` and mTLS with ``--cert/--key``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 
 from ..ledger import Ledger
+from .errors import IncidentError
 from .incident import STATES, Incident
 from .manager import IncidentManager
 from .policy import load_policy
 from .store import IncidentStore
 
-__all__ = ["register"]
+__all__ = ["TOKEN_ENV", "register"]
+
+TOKEN_ENV = "LINEAGE_AUDIT_TOKEN"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,7 +81,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     halt.add_argument("--actor", required=True, help="who (as the policy names actors)")
     halt.add_argument("--reason", required=True, help="why (recorded and sent, signed)")
     halt.add_argument("--incident", help="the incident it answers")
-    halt.set_defaults(func=_halt)
+    halt.set_defaults(func=_halt, action="fire")
+
+    lift = commands.add_parser("lift", help="lift the halt of an asset class (rely again)")
+    _store_arg(lift)
+    _ledger_args(lift)
+    lift.add_argument("asset_class")
+    lift.add_argument("--policy", type=Path, required=True, help="incident policy TOML")
+    lift.add_argument("--actor", required=True, help="who (as the policy names actors)")
+    lift.add_argument("--reason", required=True, help="why (recorded and sent, signed)")
+    lift.add_argument("--incident", help="the incident it answers")
+    lift.set_defaults(func=_halt, action="lift")
+
+    attribution = commands.add_parser(
+        "submit-attribution", help="hand a finished attribution job to a server (Tier 4)"
+    )
+    _server_args(attribution)
+    attribution.add_argument("--asset-class", required=True, help="the policy's asset class")
+    attribution.add_argument("job_dir", type=Path, help="the job's --out directory")
+    attribution.set_defaults(func=_submit_attribution)
+
+    ratings = commands.add_parser(
+        "submit-ratings", help="hand Tier 1 ratings (provenance check --json) to a server"
+    )
+    _server_args(ratings)
+    ratings.add_argument("files", type=Path, nargs="+", help="JSON: one rating or a list")
+    ratings.set_defaults(func=_submit_ratings)
 
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +116,34 @@ def _store_arg(parser: argparse.ArgumentParser) -> None:
 def _ledger_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ledger", type=Path, required=True, help="ledger database")
     parser.add_argument("--keys", type=Path, required=True, help="ledger key directory")
+
+
+def _server_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server")
+    group.add_argument("--server", required=True, metavar="HOST:PORT", help="gRPC address")
+    group.add_argument(
+        "--token-file", type=Path, help=f"file holding the bearer token (default: ${TOKEN_ENV})"
+    )
+    group.add_argument("--ca", type=Path, help="CA certificate (PEM): use TLS")
+    group.add_argument("--cert", type=Path, help="client certificate (PEM): mTLS")
+    group.add_argument("--key", type=Path, help="client key (PEM) of --cert")
+
+
+def _client(args: argparse.Namespace, stack: ExitStack):
+    from ..client import Client
+
+    if args.token_file is not None:
+        token = args.token_file.read_text(encoding="utf-8").strip()
+    else:
+        token = os.environ.get(TOKEN_ENV) or None
+    return stack.enter_context(Client(args.server, token=token, ca=args.ca, cert=args.cert,
+                                      key=args.key))  # fmt: skip
+
+
+def _refused(exc) -> int:
+    """A server's refusal (grpc.RpcError) as ``error: CODE: message``, exit 2."""
+    print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    return 2
 
 
 def _store(args: argparse.Namespace, stack: ExitStack) -> IncidentStore:
@@ -167,10 +230,53 @@ def _halt(args: argparse.Namespace) -> int:
     from .halt import HaltHook
 
     with ExitStack() as stack:
-        result = HaltHook(_manager(args, stack)).fire(
-            args.asset_class, actor=args.actor, reason=args.reason, incident_id=args.incident
-        )
+        hook = HaltHook(_manager(args, stack))
+        act = hook.fire if args.action == "fire" else hook.lift
+        result = act(args.asset_class, actor=args.actor, reason=args.reason,
+                     incident_id=args.incident)  # fmt: skip
     delivery = "delivered" if result.delivered else f"NOT delivered ({result.webhook_error})"
-    print(f"halt.fire {result.asset_class}: signal {result.signal} suspended; webhook "
+    state = "suspended" if args.action == "fire" else "relied on again"
+    print(f"{result.action} {result.asset_class}: signal {result.signal} {state}; webhook "
           f"{delivery}; ledger seq {result.intent_seq}")  # fmt: skip
+    return 0
+
+
+def _submit_attribution(args: argparse.Namespace) -> int:
+    import grpc
+
+    for name in ("summary.json", "results.parquet"):
+        if not (args.job_dir / name).is_file():
+            raise FileNotFoundError(2, f"no {name}: not a finished attribution job",
+                                    str(args.job_dir))  # fmt: skip
+    with ExitStack() as stack:
+        try:
+            reply = _client(args, stack).submit_attribution(args.asset_class, args.job_dir)
+        except grpc.RpcError as exc:
+            return _refused(exc)
+    kept = "stored" if reply.stored else "already stored"
+    print(f"{reply.job}: {kept} for {args.asset_class} ({reply.rows} rows, "
+          f"{reply.discoveries} discoveries); ledger seq {reply.intent_seq}")  # fmt: skip
+    if reply.HasField("incident"):
+        i = reply.incident
+        print(f"incident {i.id} ({i.state}): confidence {i.confidence:.4f} ({i.band})")
+    return 0
+
+
+def _submit_ratings(args: argparse.Namespace) -> int:
+    import grpc
+
+    items = []
+    for path in args.files:
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise IncidentError(str(path), f"not valid JSON ({exc})") from None
+        items += loaded if isinstance(loaded, list) else [loaded]
+    with ExitStack() as stack:
+        try:
+            reply = _client(args, stack).submit_ratings(items)
+        except grpc.RpcError as exc:
+            return _refused(exc)
+    print(f"ratings of {', '.join(reply.sources)} stored ({reply.held} sources held); "
+          f"ledger seq {reply.intent_seq}")  # fmt: skip
     return 0

@@ -121,6 +121,10 @@ class Running:
         await loop.run_in_executor(self.executor, self._finish)
         if self.http is not None:  # in-flight HTTP calls (ingest) finish before their store closes
             await self.http.stop()
+        if self.lineage is not None and self.lineage.queue is not None:
+            await self.lineage.queue.close()  # the last ingests are stored...
+        if self.incidents is not None:
+            await self.incidents.settled()  # ...and checked (Tier 2) before the store closes
         if self.lineage is not None:
             await self.lineage.close()
         self.hub.close()  # alert streams end UNAVAILABLE once no more alerts can come
@@ -171,9 +175,8 @@ async def build_server(
         name: AssetBatcher(name, monitor, executor, settings, metrics) for name in monitor.assets
     }
     server = _grpc_server(config)
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
-        ScoringServicer(monitor, batchers, auth, metrics, max_rows=config.max_rows), server
-    )
+    scoring = ScoringServicer(monitor, batchers, auth, metrics, max_rows=config.max_rows)
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(scoring, server)
     baselines_pb2_grpc.add_BaselineServiceServicer_to_server(
         BaselineServicer(registry, monitor, batchers, auth), server
     )
@@ -192,6 +195,7 @@ async def build_server(
     incidents = None
     if config.incidents_db is not None:
         incidents = start_incidents(config, monitor, batchers, executor, lineage, auth)
+        scoring.reliance = incidents.reliance.of
         incidents_pb2_grpc.add_IncidentServiceServicer_to_server(incidents.servicer, server)
         services.append(INCIDENT_SERVICE)
     if monitor.ledger is not None:

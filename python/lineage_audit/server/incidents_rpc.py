@@ -19,18 +19,22 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from .._generated.lineage_audit.v1 import incidents_pb2, incidents_pb2_grpc
-from ..incidents import HaltHook, IncidentError, IncidentEvent, IncidentManager
+from ..incidents import HaltHook, HaltResult, IncidentError, IncidentEvent, IncidentManager
 from ..incidents.errors import status_of
 from .auth import Authenticator
 from .errors import status_for
 from .fanout import FanOut
 
-__all__ = ["IncidentHub", "IncidentServicer", "event_to_proto", "summary_to_proto"]
+if TYPE_CHECKING:
+    from .incident_side import IncidentDesk
+
+__all__ = ["IncidentHub", "IncidentServicer", "event_to_proto", "halt_to_proto",
+           "summary_to_proto"]  # fmt: skip
 
 
 def summary_to_proto(summary: dict[str, Any]) -> incidents_pb2.Incident:
@@ -63,14 +67,27 @@ class IncidentHub(FanOut):
         self.publish(event_to_proto(event))
 
 
+def halt_to_proto(result: HaltResult) -> incidents_pb2.HaltReply:
+    return incidents_pb2.HaltReply(
+        action=result.action, asset_class=result.asset_class, signal=result.signal,
+        incident_id=result.incident_id or "", actor=result.actor,
+        intent_seq=result.intent_seq, outcome_seq=result.outcome_seq,
+        delivered=result.delivered, webhook_status=result.webhook_status or 0,
+        webhook_error=result.webhook_error or "",
+        envelope=json.dumps(result.envelope, sort_keys=True).encode(),
+    )  # fmt: skip
+
+
 class IncidentServicer(incidents_pb2_grpc.IncidentServiceServicer):
     def __init__(self, manager: IncidentManager, hook: HaltHook, hub: IncidentHub,
-                 auth: Authenticator, executor: Executor) -> None:  # fmt: skip
+                 auth: Authenticator, executor: Executor, *,
+                 desk: IncidentDesk | None = None) -> None:  # fmt: skip
         self.manager = manager
         self.hook = hook
         self.hub = hub
         self.auth = auth
         self.executor = executor
+        self.desk = desk  # submissions and artifacts (server.incident_side)
 
     async def _call(self, context, fn: Callable[[str | None], Any]) -> Any:
         """``fn(actor)`` in the executor (ledger writes, the webhook); errors as statuses."""
@@ -110,14 +127,42 @@ class IncidentServicer(incidents_pb2_grpc.IncidentServiceServicer):
         result = await self._call(context, lambda who: self.hook.fire(
             request.asset_class, actor=who, reason=request.reason,
             incident_id=request.incident_id or None))  # fmt: skip
-        return incidents_pb2.HaltReply(
-            action=result.action, asset_class=result.asset_class, signal=result.signal,
-            incident_id=result.incident_id or "", actor=result.actor,
-            intent_seq=result.intent_seq, outcome_seq=result.outcome_seq,
-            delivered=result.delivered, webhook_status=result.webhook_status or 0,
-            webhook_error=result.webhook_error or "",
-            envelope=json.dumps(result.envelope, sort_keys=True).encode(),
+        return halt_to_proto(result)
+
+    async def LiftHalt(self, request, context) -> incidents_pb2.HaltReply:
+        result = await self._call(context, lambda who: self.hook.lift(
+            request.asset_class, actor=who, reason=request.reason,
+            incident_id=request.incident_id or None))  # fmt: skip
+        return halt_to_proto(result)
+
+    async def SubmitAttribution(self, request, context) -> incidents_pb2.SubmitAttributionReply:
+        done = await self._call(context, lambda who: self.desk.submit_attribution(
+            request.asset_class, request.summary_json, request.results_parquet, who))  # fmt: skip
+        reply = incidents_pb2.SubmitAttributionReply(
+            job=done.job, stored=done.stored, rows=done.rows, discoveries=done.discoveries,
+            discovery_fraction=done.discovery_fraction, intent_seq=done.intent_seq,
+            outcome_seq=done.outcome_seq,
         )  # fmt: skip
+        if done.incident is not None:
+            reply.incident.CopyFrom(summary_to_proto(done.incident))
+        return reply
+
+    async def SubmitRatings(self, request, context) -> incidents_pb2.SubmitRatingsReply:
+        def submit(who: str | None):
+            items = [_rating_json(raw, i) for i, raw in enumerate(request.ratings)]
+            return self.desk.submit_ratings(items, who)
+
+        done = await self._call(context, submit)
+        return incidents_pb2.SubmitRatingsReply(sources=done.sources, held=done.held,
+                                                intent_seq=done.intent_seq,
+                                                outcome_seq=done.outcome_seq)  # fmt: skip
+
+    async def BuildArtifact(self, request, context) -> incidents_pb2.ArtifactReply:
+        artifact = await self._call(context, lambda _: self.desk.build_artifact(request.id))
+        return incidents_pb2.ArtifactReply(
+            json=json.dumps(artifact, sort_keys=True).encode(),
+            checkpoint_size=int(artifact["ledger"]["bundle"]["checkpoint"].split("\n")[1]),
+        )
 
     async def WatchIncidents(self, request, context) -> AsyncIterator[incidents_pb2.IncidentEvent]:
         try:
@@ -137,3 +182,10 @@ class IncidentServicer(incidents_pb2_grpc.IncidentServiceServicer):
 
         async for event in self.hub.stream(context, wants, overflow=overflow):
             yield event
+
+
+def _rating_json(raw: bytes, index: int) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IncidentError(f"ratings[{index}]", f"not valid JSON ({exc})") from None

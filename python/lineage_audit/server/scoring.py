@@ -3,14 +3,16 @@
 Requests are decoded and shape-checked on the event loop, then queued in their asset's
 :class:`.batching.AssetBatcher`, which coalesces concurrent calls into one kernel call in the
 engine thread pool. The caller's identity (see :mod:`.auth`) is the actor of any alert its
-rows cause.
+rows cause. With an ``[incidents]`` policy, every reply says whether the asset class's signal
+may be relied on (a halt suspends reliance; scoring and recording go on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
@@ -34,12 +36,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         metrics: ServerMetrics,
         *,
         max_rows: int,
+        reliance: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.monitor = monitor
         self.batchers = batchers
         self.auth = auth
         self.metrics = metrics
         self.max_rows = max_rows
+        self.reliance = reliance  # asset class -> Reliance fields (server.incident_side)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -68,6 +72,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
         return asset.asset, Job(kind, batch, actor, deadline)
 
+    def _reliance(self, name: str) -> scoring_pb2.Reliance | None:
+        """Read when the reply is built: a halt fired meanwhile is reported at once."""
+        found = self.reliance(name) if self.reliance is not None else None
+        return None if found is None else scoring_pb2.Reliance(**found)
+
     # --- RPCs -------------------------------------------------------------------------------
 
     async def Score(self, request, context) -> scoring_pb2.ScoreResponse:
@@ -77,8 +86,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             name, job = self._job("score", request, context, actor)
             result = await self.batchers[name].submit(job)
             return scoring_pb2.ScoreResponse(
-                result=result_to_proto(result), request_id=request.request_id
-            )
+                result=result_to_proto(result), request_id=request.request_id,
+                reliance=self._reliance(name),
+            )  # fmt: skip
         except Exception as exc:
             status, message = status_for(exc)
             code = status.name
@@ -99,6 +109,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                     windows=[result_to_proto(r) for r in outcome.windows],
                     request_id=request.request_id,
                     pending_rows=outcome.pending_rows,
+                    reliance=self._reliance(name),
                 )
         except Exception as exc:
             status, message = status_for(exc)
