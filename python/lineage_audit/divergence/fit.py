@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ledger.records import rfc3339_ns
 from .backends import DEFAULT_BLOCK_ROWS, KernelBackend, make_backend
 from .baseline import Baseline, BaselineConfig
 from .calibration import NullDistribution, check_pool, simulate
@@ -355,6 +356,6 @@ def _provenance(
     }
     if times is not None and order is not None:
         ordered = np.asarray(times)[order]
-        info["reference_time_ns"] = [int(ordered[0]), int(ordered[split - 1])]
-        info["calibration_time_ns"] = [int(ordered[split]), int(ordered[-1])]
+        info["reference_time"] = [rfc3339_ns(ordered[0]), rfc3339_ns(ordered[split - 1])]
+        info["calibration_time"] = [rfc3339_ns(ordered[split]), rfc3339_ns(ordered[-1])]
     return info

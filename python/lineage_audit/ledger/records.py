@@ -71,6 +71,19 @@ def kind_of(predicate_type_uri: str) -> str | None:
     return None
 
 
+def rfc3339_ns(ns: int) -> str:
+    """A time in ns since the Unix epoch as RFC 3339 UTC with nanoseconds (``Z`` suffix).
+
+    JSON that is signed or hashed (RFC 8785) cannot hold such a count as a number: it is
+    above 2^53, the largest integer every JSON reader keeps exactly."""
+    seconds, nanos = divmod(int(ns), 1_000_000_000)
+    t = time.gmtime(seconds)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{nanos:09d}Z"
+    )
+
+
 def rfc3339_now() -> str:
     """The current UTC time as RFC 3339 with microseconds and a ``Z`` suffix."""
     # Same text as datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), without building a
