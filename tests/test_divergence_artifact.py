@@ -155,3 +155,16 @@ def test_fit_job_with_bad_input_writes_nothing(ledger, tmp_path):
     tiny = EmbeddingTable(gaussian(np.random.default_rng(2), 100), None, "mem")
     with pytest.raises(Exception, match="calibration pool has 30 rows"):
         fit_baseline(tiny.vectors, config=CONFIG)
+
+
+def test_a_fit_on_real_event_times_saves_with_its_time_ranges(tmp_path):
+    """Event times in ns since the epoch exceed 2^53; the manifest (hashed as RFC 8785 JSON)
+    records the reference and calibration ranges as RFC 3339 text instead."""
+    rng = np.random.default_rng(3)
+    start = 1_794_657_645_736_992_458  # 2026-11-14T12:00:45.736992458Z
+    times = start + np.arange(3000, dtype=np.int64) * 1_000_000_000
+    fitted = fit_baseline(gaussian(rng, 3000), times=times, config=CONFIG, backend="numpy")
+    manifest = json.loads((save_baseline(fitted, tmp_path / "bl") / "manifest.json").read_text())
+    ranges = json.dumps(manifest)
+    assert "2026-11-14T12:00:45.736992458Z" in ranges
+    assert str(start) not in ranges
