@@ -90,11 +90,21 @@ def window_from_proto(message: common_pb2.WindowResult) -> WindowResult:
 
 @dataclass(frozen=True)
 class StreamReply:
-    """One StreamScore response: the windows the batch completed, rows still pending."""
+    """One StreamScore response: the windows the batch completed, rows still pending, and
+    whether the asset class's signal may be relied on (None without an incident policy)."""
 
     windows: list[WindowResult]
     pending_rows: int
     request_id: str
+    reliance: dict[str, Any] | None = None
+
+
+def _reliance(reply: Any) -> dict[str, Any] | None:
+    """``{state, signal, halt_ledger_seq, incident_id}`` of a scoring reply, if it has one."""
+    if not reply.HasField("reliance"):
+        return None
+    names = ("state", "signal", "halt_ledger_seq", "incident_id")
+    return {name: getattr(reply.reliance, name) for name in names}
 
 
 class AlertWatch:
@@ -187,7 +197,7 @@ class Client:
         for reply in self.scoring.StreamScore(requests(), metadata=self.metadata):
             yield StreamReply(
                 [window_from_proto(w) for w in reply.windows], reply.pending_rows,
-                reply.request_id,
+                reply.request_id, _reliance(reply),
             )  # fmt: skip
 
     # --- alerts and baselines ---------------------------------------------------------------
@@ -326,11 +336,7 @@ class Client:
             asset_class=asset, embeddings=encode_embeddings(rows, encoder_id=encoder_id)
         )
         reply = self.scoring.Score(request, timeout=self.timeout, metadata=self.metadata)
-        reliance = None
-        if reply.HasField("reliance"):
-            names = ("state", "signal", "halt_ledger_seq", "incident_id")
-            reliance = {name: getattr(reply.reliance, name) for name in names}
-        return window_from_proto(reply.result), reliance
+        return window_from_proto(reply.result), _reliance(reply)
 
     # --- lifecycle --------------------------------------------------------------------------
 
