@@ -107,6 +107,9 @@ def test_the_artifact_validates_and_its_bundle_verifies_offline(main_run):
     assert summary["incident_id"] in report
     assert not re.search(r"""(src|href)=["']?https?:""", report), "the report fetches nothing"
     assert (out / "verify.html").exists()
+    assert summary["checks"]["tamper_caught"] is True  # a changed byte is refused
+    if Path("/usr/bin/chromium").exists():  # make tools installs it; the PDF is printed by it
+        assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_the_halt_hook_answers_only_the_authorised_officer(main_run):

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     replay = run_replay(scenario, args.out)
     checks = replay.checks
     ok = checks.get("all_valid") and all(checks.get("matches_construction", {}).values())
+    ok = ok and checks.get("tamper_caught", True)
     if scenario.tier3 and scenario.cooperating_vendors and scenario.tier4:
         ok = ok and replay.incident_id is not None and checks.get("webhook_verified")
     print(

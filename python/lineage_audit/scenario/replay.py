@@ -315,8 +315,8 @@ class _Hours:
             hour,
             "T5",
             f"incident {event.kind}",
-            f"{inc.id}: confidence "
-            f"{inc.confidence:.4f} ({inc.band}), triggers {', '.join(inc.triggers)}",
+            f"{inc.id}: confidence {inc.confidence:.6f} ({inc.band}), triggers "
+            f"{', '.join(inc.triggers)}",
             incident=inc.id,
             confidence=inc.confidence,
             band=inc.band,
@@ -439,6 +439,7 @@ def _artifact(r: Replay, hours: _Hours) -> dict[str, Any]:
     validate_artifact(artifact)
     (r.out / "artifact.json").write_text(json.dumps(artifact, indent=2) + "\n")
     (r.out / "report.html").write_text(render_html(artifact), encoding="utf-8")
+    r.checks["pdf"] = _pdf(r.out / "report.html")
     bundle = r.out / "evidence.bundle.json"
     bundle.write_text(json.dumps(artifact["ledger"]["bundle"], indent=2) + "\n")
     conf = artifact["confidence"]
@@ -453,12 +454,23 @@ def _artifact(r: Replay, hours: _Hours) -> dict[str, Any]:
         "end",
         "T5",
         "artifact",
-        f"artifact.json (schema valid), report.html; confidence "
+        f"artifact.json (schema valid), report.html, PDF {r.checks['pdf']}; confidence "
         f"{conf['confidence']:.6f} ({conf['band']})",
     )
     for step in conf["steps"]:
         _say("", f"  {step['name']}", f"{step['formula']} = {step['value']:.6g}")
     return artifact
+
+
+def _pdf(html: Path) -> str:
+    """The report printed by headless Chromium, where there is one (Debian's package)."""
+    from ..incidents import IncidentError
+    from ..incidents.report import render_pdf
+
+    try:
+        return str(render_pdf(html, html.with_suffix(".pdf")))
+    except IncidentError as exc:  # no chromium here: the HTML report is the artifact
+        return f"skipped: {exc}"
 
 
 def _verify(r: Replay, dep: Deployment) -> None:
@@ -483,6 +495,35 @@ def _verify(r: Replay, dep: Deployment) -> None:
     r.checks["all_valid"] = all(
         line.startswith(("VALID", "exit 0", "copied")) for line in lines.values()
     )
+    if bundle_path.exists():
+        r.checks["tamper_caught"] = _tamper(r, bundle_path, dep.public_keys, public)
+
+
+def _tamper(r: Replay, bundle_path: Path, keys: Path, public: Any) -> bool:
+    """One character of the first entry's signed payload changed in a copy: both verifiers
+    must refuse it (the checks above are not vacuous)."""
+    from ..ledger import verify_bundle
+
+    bundle = json.loads(bundle_path.read_text())
+    entry = bundle["entries"][0]
+    envelope = json.loads(entry["envelope"]) if isinstance(entry["envelope"], str) else None
+    target = envelope if envelope is not None else entry["envelope"]
+    payload = target["payload"]
+    target["payload"] = ("A" if payload[0] != "A" else "B") + payload[1:]
+    if envelope is not None:
+        entry["envelope"] = json.dumps(envelope)
+    copy = r.out / "tampered.bundle.json"
+    copy.write_text(json.dumps(bundle, indent=2) + "\n")
+    python = verify_bundle(bundle, public)
+    rust = _rust_bundle(copy, keys)
+    caught = not python.valid and rust.startswith("INVALID")
+    r.log(
+        "end",
+        "tamper",
+        f"entry seq {entry['seq']} altered",
+        f"Python: {python.line()}; Rust: {rust}",
+    )
+    return caught
 
 
 def _rust_bundle(bundle: Path, keys: Path) -> str:
@@ -491,7 +532,9 @@ def _rust_bundle(bundle: Path, keys: Path) -> str:
     except ImportError:
         return "MISSING: the Rust extension is not built (make setup)"
     verdict = _merkle_verify.verify_bundle(bundle.read_bytes(), keys.read_bytes())
-    return ("VALID " if verdict["valid"] else "INVALID ") + verdict["message"]
+    if verdict["valid"]:
+        return "VALID " + verdict["message"]
+    return f"INVALID {verdict['reason']} seq={verdict['seq']}: {verdict['message']}"
 
 
 def _merkle_verify_cli(bundle: Path, keys: Path) -> str:
