@@ -3,6 +3,8 @@ ledger with the caller as actor; the stream continues on the new baseline)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import grpc
 import numpy as np
 import pytest
@@ -90,3 +92,57 @@ def test_activation_errors_name_the_problem(served, baselines):
     code, details = _refused(lambda: client.activate_baseline("", second.version))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "asset_class" in details
     assert ledger.size == size  # refused activations record nothing
+
+
+@contextmanager
+def _serve(config):
+    """A server on the config's ledger, and a client of it (the ledger closed after)."""
+    ledger = Ledger.open(config.ledger_db, config.ledger_keys)
+    try:
+        with ServerThread(config, ledger=ledger) as server, Client(server.address) as client:
+            yield client, ledger
+    finally:
+        ledger.close()
+
+
+def _with_candidate(path, baselines) -> str:
+    text = path.read_text()
+    first, second = baselines
+    path.write_text(
+        text.replace(f'baseline = "{first}"', f'baseline = "{first}"\ncandidates = ["{second}"]')
+    )
+    return text
+
+
+def test_an_activated_baseline_is_still_active_after_a_restart(baselines, tmp_path):
+    """The ledger's last succeeded ``baseline.activate`` is restored at start (the config still
+    names the first baseline); the stream continues where it stopped, on the second."""
+    first, second = (load_baseline(b) for b in baselines)
+    path = write_server_config(tmp_path, baselines[0])
+    _with_candidate(path, baselines)
+    config = ServerConfig.from_toml(path)
+    rng = np.random.default_rng(4)
+    with _serve(config) as (client, _):
+        list(client.stream("news", [clean_rows(rng, N)], encoder_id=ENCODER))
+        client.activate_baseline("news", second.version, reason="quarterly refit")
+    with _serve(config) as (client, ledger):
+        listed = {b.version: b.active for b in client.list_baselines()}
+        assert listed == {first.version: False, second.version: True}
+        (reply,) = list(client.stream("news", [clean_rows(rng, N)], encoder_id=ENCODER))
+        (window,) = reply.windows
+        assert (window.window, window.baseline_version) == (1, second.version)
+        run = [e for e in ledger.entries() if e.action == "server.run" and e.kind == "intent"]
+        restored = run[-1].statement()["predicate"]["restored_baselines"]
+        assert restored == {"news": {"version": second.version, "restored": True}}
+
+
+def test_a_restart_without_the_activated_baseline_loaded_says_so(baselines, tmp_path, capfd):
+    first, second = (load_baseline(b) for b in baselines)
+    path = write_server_config(tmp_path, baselines[0])
+    original = _with_candidate(path, baselines)
+    with _serve(ServerConfig.from_toml(path)) as (client, _):
+        client.activate_baseline("news", second.version, reason="try it")
+    path.write_text(original)  # the candidate is no longer configured
+    with _serve(ServerConfig.from_toml(path)) as (client, _):
+        assert [b.version for b in client.list_baselines() if b.active] == [first.version]
+    assert f"baseline {second.version} was active before the restart" in capfd.readouterr().err

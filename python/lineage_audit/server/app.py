@@ -51,7 +51,7 @@ from .incident_side import IncidentSide, start_incidents
 from .ledger_service import add_ledger_service
 from .lineage_rpc import LineageServicer
 from .metrics import ServerMetrics
-from .resume import resume_streams
+from .resume import restore_baselines, resume_streams
 from .scoring import ScoringServicer
 
 __all__ = ["Running", "ServerThread", "build_monitor", "build_server", "serve"]
@@ -164,6 +164,11 @@ async def build_server(
                 asset.baseline.version, LoadedBaseline(asset.baseline, None, name)
             )
     monitor.listeners.append(hub.listener)
+    restored = restore_baselines(monitor, registry)
+    for name, item in restored.items():
+        if not item["restored"]:
+            print(f"warning: asset {name!r}: baseline {item['version']} was active before the "
+                  f"restart but is {item['why']}; using the config's", file=sys.stderr)  # fmt: skip
     resumed = resume_streams(monitor, config.series_dir)
     auth = Authenticator(config.auth, tls=config.tls)
     executor = ThreadPoolExecutor(config.workers, thread_name_prefix="lineage-audit-engine")
@@ -206,7 +211,7 @@ async def build_server(
         (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     port = _bind(server, config)
-    run_action = _record_start(monitor, config, port, auth, resumed)
+    run_action = _record_start(monitor, config, port, auth, resumed, restored)
     for batcher in batchers.values():
         batcher.start()
     if lineage is not None:
@@ -252,7 +257,8 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     return port
 
 
-def _record_start(monitor: Monitor, config: ServerConfig, port: int, auth, resumed) -> Any:
+def _record_start(monitor: Monitor, config: ServerConfig, port: int, auth, resumed,
+                  restored) -> Any:  # fmt: skip
     """Enter the ``server.run`` action (its intent is durable before anything is served)."""
     if monitor.ledger is None:
         print("warning: no [ledger] configured: alerts are not recorded", file=sys.stderr)
@@ -268,7 +274,7 @@ def _record_start(monitor: Monitor, config: ServerConfig, port: int, auth, resum
         auth_required=bool(config.auth.required), batching=config.batching,
         assets={name: {"baseline": a.baseline.version, "window": a.policy.size}
                 for name, a in monitor.assets.items()},
-        resumed=resumed,
+        resumed=resumed, restored_baselines=restored,
     )  # fmt: skip
     action.__enter__()
     return action

@@ -1,4 +1,11 @@
-"""Where each asset's window stream resumes after a restart (graceful or not).
+"""Where each asset's window stream resumes after a restart (graceful or not), and on which
+baseline.
+
+A baseline switched over gRPC (``baseline.activate``) is restored from the ledger: the last
+such action per asset whose outcome succeeded names the version that was active when the
+server stopped, so a restart does not silently fall back to the config's baseline. The
+version must be one the config loads (``baseline`` or ``candidates``); if it is not, the
+config's baseline stays and the start line says so.
 
 The per-window series is the durable record of the stream (each part file is written whole or
 not at all), so a restarted server continues from its last window: the window index, the
@@ -16,7 +23,43 @@ from ..divergence.monitor import Monitor
 from ..divergence.rules import Level
 from ..divergence.series import read_series
 
-__all__ = ["resume_streams"]
+__all__ = ["restore_baselines", "resume_streams"]
+
+
+def _activated(ledger: Any) -> dict[str, str]:
+    """Asset -> version of its last succeeded ``baseline.activate`` (write-ahead pairs)."""
+    pending: dict[int, tuple[str, str]] = {}
+    active: dict[str, str] = {}
+    for entry in ledger.entries():
+        if entry.action != "baseline.activate":
+            continue
+        predicate = entry.statement()["predicate"]
+        if entry.kind == "intent":
+            pending[entry.seq] = (predicate["asset"], predicate["version"])
+        elif predicate.get("status") == "succeeded" and predicate["intent"]["seq"] in pending:
+            asset, version = pending.pop(predicate["intent"]["seq"])
+            active[asset] = version
+    return active
+
+
+def restore_baselines(monitor: Monitor, registry: Any) -> dict[str, Any]:
+    """Make each asset's last activated baseline (per the ledger) active again; returns, by
+    asset, the version restored or why it could not be."""
+    if monitor.ledger is None:
+        return {}
+    restored: dict[str, Any] = {}
+    for name, version in _activated(monitor.ledger).items():
+        asset = monitor.assets.get(name)
+        if asset is None or asset.baseline.version == version:
+            continue
+        loaded = registry.by_version.get(version)
+        if loaded is None:
+            restored[name] = {"version": version, "restored": False,
+                              "why": "not loaded: name it in the asset's candidates"}  # fmt: skip
+            continue
+        monitor.assets[name] = asset.successor(loaded.baseline)  # state, not a new switch
+        restored[name] = {"version": version, "restored": True}
+    return restored
 
 
 def resume_streams(monitor: Monitor, series_dir: Path | None) -> dict[str, Any]:
