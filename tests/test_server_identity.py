@@ -103,3 +103,72 @@ def test_mtls_identity_is_the_certificate_subject_and_a_foreign_cert_is_refused(
             _alert_stream(caller)
     assert set(_halt_actors(ledger)) == {f"x509:{CLIENT_A}"}
     ledger.close()
+
+
+def _https_get(url: str, context) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(url, context=context, timeout=30) as reply:
+        return reply.status
+
+
+def test_the_http_side_serves_tls_with_the_servers_certificate(baseline_dir, tmp_path, pki):
+    """[tls] covers the HTTP side too: HTTPS with the same certificate, plain HTTP refused,
+    and the real OpenLineage client posts over it (trusting the CA)."""
+    import ssl
+    import urllib.error
+    import uuid
+
+    from openlineage.client import OpenLineageClient
+    from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+    from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
+
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(f'[[token]]\nname = "ingest"\nsha256 = "{hash_token(TOKEN)}"\n')
+    extra = (
+        f'[tls]\ncert = "{pki.server.cert}"\nkey = "{pki.server.key}"\n\n'
+        '[lineage]\ndb = "lineage.db"\n\n[auth]\nrequired = true\ntokens = "tokens.toml"\n'
+    )
+    server, ledger = _serve(_config(tmp_path, baseline_dir, extra=extra), tmp_path)
+    trusting = ssl.create_default_context(cafile=str(pki.ca))
+    with server:
+        port = server.running.http_port
+        assert _https_get(f"https://localhost:{port}/healthz", trusting) == 200
+        with pytest.raises(urllib.error.URLError) as refused:  # a certificate we do not trust
+            _https_get(f"https://localhost:{port}/healthz", ssl.create_default_context())
+        assert isinstance(refused.value.reason, ssl.SSLCertVerificationError)
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # no plain HTTP
+            _https_get(f"http://localhost:{port}/healthz", None)
+        http = HttpConfig(
+            url=f"https://localhost:{port}",
+            verify=str(pki.ca),
+            auth=ApiKeyTokenProvider({"apiKey": TOKEN}),
+            retry={"total": 0},
+        )
+        event = RunEvent(
+            eventType=RunState.COMPLETE,
+            eventTime="2026-11-29T10:00:00Z",
+            run=Run(runId=str(uuid.uuid4())),
+            job=Job(namespace="etl", name="x"),
+            producer="https://github.com/lineage-audit/tests",
+        )
+        OpenLineageClient(transport=HttpTransport(http)).emit(event)
+        assert server.running.lineage.store.count() == 1
+    ledger.close()
+
+
+def test_with_mtls_the_http_side_wants_a_client_certificate_too(baseline_dir, tmp_path, pki):
+    import ssl
+    import urllib.error
+
+    extra = f'[tls]\ncert = "{pki.server.cert}"\nkey = "{pki.server.key}"\nclient_ca = "{pki.ca}"\n'
+    server, ledger = _serve(_config(tmp_path, baseline_dir, extra=extra), tmp_path)
+    with server:
+        url = f"https://localhost:{server.running.http_port}/healthz"
+        bare = ssl.create_default_context(cafile=str(pki.ca))
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            _https_get(url, bare)
+        with_cert = ssl.create_default_context(cafile=str(pki.ca))
+        with_cert.load_cert_chain(pki.client_a.cert, pki.client_a.key)
+        assert _https_get(url, with_cert) == 200
+    ledger.close()

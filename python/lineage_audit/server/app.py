@@ -230,7 +230,8 @@ async def build_server(
             running.http.add_routes(lineage_routes(lineage, auth))
         if incidents is not None:
             running.http.add_routes(incidents.routes)
-        await running.http.start(config.http_host or config.host, config.http_port)
+        tls = config.tls.ssl_context() if config.tls is not None else None
+        await running.http.start(config.http_host or config.host, config.http_port, tls)
     if monitor.ledger is not None:
         metrics.ledger_size(monitor.ledger.size)
     return running

@@ -47,6 +47,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -152,6 +153,18 @@ class TlsConfig:
         if self.client_ca is not None:
             ca_pem, _ = _read_certs(self.client_ca, "tls.client_ca")
         return cert_pem, key_pem, ca_pem
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same certificate, key and client CA for the HTTP side (TLS 1.2 or later; with
+        ``client_ca`` a client certificate is required there too)."""
+        self.load()  # the same checks and messages as for gRPC
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert, self.key)
+        if self.client_ca is not None:
+            context.load_verify_locations(cafile=str(self.client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     def server_credentials(self) -> grpc.ServerCredentials:
         cert_pem, key_pem, ca_pem = self.load()

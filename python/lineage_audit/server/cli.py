@@ -139,7 +139,8 @@ async def _main(config: ServerConfig, ledger: Ledger | None) -> None:
         print(f"serving on {config.host}:{running.port}", flush=True)
         if running.http_port is not None:
             host = config.http_host or config.host
-            print(f"http on http://{host}:{running.http_port}", flush=True)
+            scheme = "https" if config.tls is not None else "http"
+            print(f"http on {scheme}://{host}:{running.http_port}", flush=True)
         print("ready", flush=True)
 
     try:

@@ -12,6 +12,7 @@ is logged here and answered with a bare 500, never a traceback.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Iterable
 from importlib import metadata
 
@@ -177,15 +178,16 @@ class HttpSide:
             raise RuntimeError("add_routes: the HTTP side is already started")
         self.app.add_routes(routes)
 
-    async def start(self, host: str, port: int) -> int:
-        """Bind ``host:port`` (0: any free port) and serve; returns the bound port."""
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Bind ``host:port`` (0: any free port) and serve (HTTPS with ``ssl_context``);
+        returns the bound port."""
         if self._started:
             raise RuntimeError("start: an HttpSide starts once; make a new one")
         self._started = True  # also after a failed bind: the app is frozen to this loop by now
         runner = web.AppRunner(self.app, shutdown_timeout=self._shutdown_timeout)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         except BaseException:
             await runner.cleanup()
             raise

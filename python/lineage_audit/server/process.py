@@ -18,7 +18,7 @@ from pathlib import Path
 __all__ = ["ServerProcess"]
 
 _SERVING = re.compile(r"^serving on (\S+):(\d+)$")
-_HTTP = re.compile(r"^http on (http://\S+)$")
+_HTTP = re.compile(r"^http on (https?://\S+)$")
 
 
 class ServerProcess:
