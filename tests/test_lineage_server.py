@@ -111,6 +111,9 @@ def test_the_real_client_posts_events_that_round_trip(server):
         "dataset:warehouse:mart"
     ]["inEdges"]
     assert nodes["dataset:warehouse:mart"]["type"] == "DATASET"
+    # Tier 1's presence: staging is named by both events and written by one (its producer's)
+    assert nodes["dataset:warehouse:staging"]["data"]["openlineage"] == {"events": 2, "emitted": 1}
+    assert nodes["dataset:warehouse:raw"]["data"]["openlineage"] == {"events": 1, "emitted": 0}
     status, shallow = _get(server, "/api/v1/lineage?nodeId=dataset:warehouse:mart&depth=1")
     assert {n["id"] for n in shallow["graph"]} == {"dataset:warehouse:mart", "job:etl:load"}
     with Ledger.open(server.running.monitor.ledger.store.path, read_only=True) as ledger:

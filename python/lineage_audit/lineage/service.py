@@ -168,7 +168,17 @@ def marquez_lineage(graph: LineageGraph, node_id: str, depth: int) -> dict[str, 
             if nxt not in seen:
                 seen[nxt] = seen[node] + 1
                 queue.append(nxt)
+    for node in seen:
+        if node.startswith("dataset:"):
+            entry = data[node]
+            entry["openlineage"] = _presence(graph, (entry["namespace"], entry["name"]))
     return {"graph": [_marquez_node(n, edges, back, data, seen) for n in sorted(seen)]}
+
+
+def _presence(graph: LineageGraph, key: tuple[str, str]) -> dict[str, int]:
+    """Tier 1's OpenLineage presence of a dataset: events naming it, and events writing it
+    (its producer's own emission, what Tier 1 counts)."""
+    return {"events": graph.openlineage_events(key), "emitted": graph.emissions(key)}
 
 
 def _marquez_node(node, edges, back, data, seen) -> dict[str, Any]:

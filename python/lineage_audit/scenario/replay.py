@@ -235,23 +235,30 @@ class _Hours:
 
     # Tier 1 ---------------------------------------------------------------------------------
 
+    def emissions(self, source: Any) -> int:
+        """The source's own OpenLineage emission, as the server's lineage read reports it."""
+        import urllib.error
+        import urllib.request
+
+        url = f"{self.server.http_url}/api/v1/lineage?nodeId=dataset:{source.id}&depth=0"
+        request = urllib.request.Request(url)
+        request.add_header("Authorization", f"Bearer {self.dep.tokens['risk-batch']}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                (node,) = json.loads(reply.read())["graph"]
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # never named by any event
+                return 0
+            raise
+        return int(node["data"]["openlineage"]["emitted"])
+
     def rate_sources(self) -> None:
-        from ..lineage.events import read_stored_event
-        from ..lineage.graph import LineageGraph
-        from ..lineage.store import SQLiteLineageStore
         from ..provenance import rate_source
         from .aibom import write_aiboms
 
         aiboms = write_aiboms(self.s, self.r.out / "aibom")
-        store = SQLiteLineageStore(self.r.out / "lineage.db")  # a reader beside the server
-        try:
-            graph = LineageGraph(read_stored_event(e.body) for e in store.events())
-        finally:
-            store.close()
         ratings = [
-            rate_source(
-                src.id, aibom=aiboms.get(src.id), openlineage_events=graph.emissions(src.key)
-            )
+            rate_source(src.id, aibom=aiboms.get(src.id), openlineage_events=self.emissions(src))
             for src in self.s.sources
         ]
         self.batch.submit_ratings(ratings)
