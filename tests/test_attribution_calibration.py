@@ -26,7 +26,16 @@ from lineage_audit.attribution import (
 )
 from lineage_audit.attribution.calibration import bucket_labels, bucket_of
 from lineage_audit.attribution.errors import InputError
-from lineage_audit.attribution.scores import min_k, min_k_count, min_k_plus_plus, zlib_bytes
+from lineage_audit.attribution.scores import (
+    ALL_SCORES,
+    compute_scores_batch,
+    lowest_mean,
+    lowest_means,
+    min_k,
+    min_k_count,
+    min_k_plus_plus,
+    zlib_bytes,
+)
 from scipy import stats
 
 # --- scores ----------------------------------------------------------------------------------
@@ -83,6 +92,75 @@ def test_compute_scores_every_score() -> None:
     # Unavailable evidence or disabled settings give None, never a made-up number.
     bare = compute_scores(TextEvidence(TokenLogprobs(lp, 6), 10), ScoreConfig())
     assert bare["min_k_plus_plus"] is None and bare["recall"] is None and bare["ref_diff"] is None
+
+
+def _random_evidence(rng, n: int, *, distribution: bool = True) -> TextEvidence:
+    lp = -rng.gamma(1.0, 2.0, n).astype(np.float32)
+    mu = -rng.gamma(2.0, 1.0, n).astype(np.float32) if distribution else None
+    sigma = rng.gamma(2.0, 0.5, n).astype(np.float32) if distribution else None
+    if distribution:
+        sigma[rng.random(n) < 0.05] = 0.0  # clamped to SIGMA_FLOOR
+    recall = None if rng.random() < 0.3 else lp * rng.uniform(1.0, 1.5)
+    ref = None if rng.random() < 0.3 else -rng.gamma(1.0, 2.0, int(rng.integers(1, 60)))
+    return TextEvidence(TokenLogprobs(lp, n + 1, mu=mu, sigma=sigma), int(rng.integers(0, 300)),
+                        recall, ref)  # fmt: skip
+
+
+def test_batched_scores_equal_the_per_text_definitions() -> None:
+    """compute_scores_batch (one pass over concatenated arrays) against each text's scores
+    straight from the per-text definitions: equal to 1e-12 (only float64 summation orders
+    differ); and a text's scores are the same bits alone as in any batch."""
+    rng = np.random.default_rng(11)
+    lengths = [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 100, 257, 1000, *rng.integers(1, 80, 40)]
+    evidence = [_random_evidence(rng, int(n), distribution=rng.random() < 0.8) for n in lengths]
+    config = ScoreConfig(min_k=0.29, min_k_plus_plus=0.1, recall_prefix=("p",),
+                         reference_model_id="ref@sha256:00")  # fmt: skip
+    batch = compute_scores_batch(evidence, config)
+    for e, scores in zip(evidence, batch, strict=True):
+        tokens = e.unconditional
+        lp = tokens.logprobs.astype(np.float64)
+        loss = float(lp.mean())
+        expected = {
+            "loss": loss,
+            "zlib": loss / e.zlib_bytes if e.zlib_bytes > 0 else None,
+            "min_k": min_k(tokens.logprobs, config.min_k),
+            "min_k_plus_plus": None if tokens.mu is None else min_k_plus_plus(
+                tokens.logprobs, tokens.mu, tokens.sigma, config.min_k_plus_plus),
+            "recall": None if e.recall_logprobs is None
+            else float(e.recall_logprobs.astype(np.float64).mean()) / loss,
+            "ref_diff": None if e.ref_logprobs is None
+            else loss - float(np.asarray(e.ref_logprobs, dtype=np.float64).mean()),
+        }  # fmt: skip
+        assert list(scores) == list(ALL_SCORES)
+        for name, value in expected.items():
+            if value is None:
+                assert scores[name] is None, name
+            else:
+                assert scores[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+        assert compute_scores(e, config) == scores  # alone = in the batch, to the bit
+    # Reordering the batch changes nothing either.
+    order = rng.permutation(len(evidence))
+    shuffled = compute_scores_batch([evidence[i] for i in order], config)
+    assert [batch[i] for i in order] == shuffled
+    assert compute_scores_batch([], config) == []
+    with pytest.raises(InputError, match="no scored tokens"):
+        compute_scores_batch([evidence[0], TextEvidence(TokenLogprobs(np.zeros(0), 1), 5)], config)
+
+
+def test_lowest_means_of_many_texts() -> None:
+    rng = np.random.default_rng(12)
+    lengths = np.array([1, 2, 3, 8, 9, 15, 16, 17, 200, 4, 1])
+    values = rng.normal(size=int(lengths.sum()))
+    values[5] = np.nan  # a NaN sorts last, as np.partition puts it
+    starts = np.cumsum(lengths) - lengths
+    for k in (0.01, 0.2, 0.5, 1.0):
+        got = lowest_means(values, lengths, k)
+        for i, (start, n) in enumerate(zip(starts, lengths, strict=True)):
+            want = lowest_mean(values[start : start + n], k)
+            if np.isnan(want):
+                assert np.isnan(got[i])
+            else:
+                assert got[i] == pytest.approx(want, rel=1e-13)
 
 
 def test_score_config_rejects_bad_settings() -> None:

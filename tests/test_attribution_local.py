@@ -1,12 +1,15 @@
 """Tier 4 with a real (tiny) language model: a 2-layer GPT-2 trained in the test on synthetic
 member texts. Min-K% separates members from non-members; a batch scores exactly like one text
-at a time; ReCaLL's prefix changes only the conditioning of the target tokens; sliding
-windows; a BOS tokenizer; calibrated attribution end to end; bad input."""
+at a time; the vectorised bookkeeping equals each text worked out on its own; ReCaLL's prefix
+changes only the conditioning of the target tokens; sliding windows; a BOS tokenizer;
+calibrated attribution end to end; bad input."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +21,12 @@ from lineage_audit.attribution import (
     attribute_texts,
     build_reference,
     compute_scores,
+    local,
     score_texts,
 )
 from lineage_audit.attribution.errors import InputError, ScorerUnavailable
 from lineage_audit.attribution.local import TransformersScorer, windows
+from lineage_audit.attribution.scores import SIGMA_FLOOR
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 pytest.importorskip("transformers", reason="the realtext extra is not installed")
@@ -98,6 +103,137 @@ def test_a_batch_scores_like_one_text_at_a_time(tiny) -> None:
         np.testing.assert_allclose(ex.recall_logprobs, ey.recall_logprobs, atol=2e-5)
         for name, value in x.scores.items():
             assert value == pytest.approx(y.scores[name], abs=1e-4), name
+
+
+class RecordingModel:
+    """The scorer's model with every forward call's inputs and logits kept."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.rows: dict[tuple[int, ...], torch.Tensor] = {}  # unpadded ids -> their logits
+
+    def __call__(self, **inputs):
+        out = self.model(**inputs)
+        for ids, mask, logits in zip(inputs["input_ids"], inputs["attention_mask"], out.logits,
+                                     strict=True):  # fmt: skip
+            n = int(mask.sum())
+            assert bool(mask[:n].all()) and not bool(mask[n:].any())  # right padding
+            self.rows[tuple(ids[:n].tolist())] = logits[:n].clone()
+        return out
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+def _per_text_statistics(recorded: RecordingModel, ids: list[int], first: int, size: int,
+                         stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """One text's log p, mu and sigma, straight from the definition: window by window
+    (:func:`windows`), from the logits the model gave that window's own row in the run,
+    float32 log-softmax, mu = sum p log p, sigma^2 = sum p (log p)^2 - mu^2 (the same
+    float32 row operations as the scorer, here applied to this one text)."""
+    lp, mu, sigma = [], [], []
+    for begin, end, score_from in windows(len(ids), first, size, stride):
+        logits = recorded.rows[tuple(ids[begin:end])]
+        positions = torch.arange(score_from - begin, end - begin)
+        logp = logits[positions - 1].float().log_softmax(-1)
+        target = torch.tensor(ids[score_from:end])
+        plogp = logp.exp() * logp
+        m = plogp.sum(-1)
+        second = torch.bmm(plogp.unsqueeze(1), logp.unsqueeze(2)).view(-1)
+        lp.extend(logp[torch.arange(len(target)), target].tolist())
+        mu.extend(m.tolist())
+        sigma.extend((second - m * m).clamp(min=0).sqrt().tolist())
+    return np.array(lp), np.array(mu), np.array(sigma)
+
+
+@pytest.mark.parametrize("stats_rows", [None, 7])
+def test_vectorised_scoring_equals_the_per_text_definition(tiny, stats_rows, monkeypatch) -> None:
+    """The scorer's bookkeeping is vectorised across a call (flat token arrays, packed padded
+    batches, statistics over chunks of positions from many batches, one flat output, scores
+    over concatenated arrays). Here each text is instead worked out on its own, straight
+    from the definitions, from the logits the model gave it in the same run: padded texts of
+    many lengths, sliding-window texts, ReCaLL's prefixed pass; every score within 1e-6.
+    With ``stats_rows`` 7 the statistics chunks split batches at odd places (as a large
+    vocabulary's do)."""
+    if stats_rows is not None:
+        monkeypatch.setattr(local, "STATS_ROWS", stats_rows)
+    rng = np.random.default_rng(3)
+    texts = [*tiny.members[:6], *tiny.nonmembers[:6],
+             *tiny.chain.texts(3, seed=21, lengths=(60, 110)),  # windowed at max_length 40
+             *tiny.chain.texts(4, seed=22, lengths=(2, 5))]  # fmt: skip
+    texts = [texts[i] for i in rng.permutation(len(texts))]
+    config = ScoreConfig(min_k=0.3, min_k_plus_plus=0.2, recall_prefix=tiny.prefix[:1])
+    scorer = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", batch_size=5,
+                                max_length=40, stride=15)  # fmt: skip
+    recorded = RecordingModel(scorer.model)
+    scorer.model = recorded
+    scored = score_texts(scorer, texts, config)
+    head = tiny.tokenizer(config.recall_prefix_text)["input_ids"]
+    worst = 0.0
+    assert any(len(tiny.tokenizer(t)["input_ids"]) > 40 for t in texts)
+    for text, item in zip(texts, scored, strict=True):
+        ids = tiny.tokenizer(text)["input_ids"]
+        lp, mu, sigma = _per_text_statistics(recorded, ids, 1, 40, 15)
+        evidence = item.evidence.unconditional
+        assert evidence.n_tokens == len(ids) and list(evidence.token_ids) == ids[1:]
+        for name, expected in (("logprobs", lp), ("mu", mu), ("sigma", sigma)):
+            np.testing.assert_allclose(getattr(evidence, name), expected, rtol=0, atol=1e-6)
+        conditional, _, _ = _per_text_statistics(recorded, head + ids, len(head) + 1, 40, 15)
+        loss = float(np.mean(lp))
+        count = max(1, math.floor(config.min_k * len(lp) + 1e-9))
+        z = (lp - mu) / np.maximum(sigma, SIGMA_FLOOR)
+        count_pp = max(1, math.floor(config.min_k_plus_plus * len(lp) + 1e-9))
+        expected = {
+            "loss": loss,
+            "zlib": loss / len(zlib.compress(text.encode("utf-8"), 9)),
+            "min_k": float(np.sort(lp)[:count].mean()),
+            "min_k_plus_plus": float(np.sort(z)[:count_pp].mean()),
+            "recall": float(np.mean(conditional)) / loss,
+            "ref_diff": None,
+        }
+        assert list(item.scores) == list(expected)
+        for name, value in expected.items():
+            if value is None:
+                assert item.scores[name] is None
+            else:
+                assert item.scores[name] == pytest.approx(value, rel=0, abs=1e-6), name
+                worst = max(worst, abs(item.scores[name] - value))
+        # The evidence recomputes the scores to the bit (one text = any batch).
+        assert compute_scores(item.evidence, config) == item.scores
+    print(f"\nvectorised vs per-text: largest score difference {worst:.2e}")
+
+
+class TransformersOnlyTokenizer:
+    """The tiny tokenizer seen only through transformers' call: no Rust backend to ask."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, *args, **kwargs):
+        return self.tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        if name == "_tokenizer":
+            raise AttributeError(name)
+        return getattr(self.tokenizer, name)
+
+
+def test_the_tokenizer_backend_shortcut_gives_transformers_ids(tiny) -> None:
+    """The scorer asks a fast tokenizer's backend directly (encode_batch_fast); without one
+    it goes through transformers' call: the same ids, log-probs and scores either way."""
+    texts = [*tiny.members[:3], *tiny.chain.texts(2, seed=23, lengths=(150, 150))]
+    direct = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", batch_size=2)
+    plain = TransformersScorer(tiny.model, TransformersOnlyTokenizer(tiny.tokenizer),
+                               device="cpu", batch_size=2)  # fmt: skip
+    assert direct._encode(texts) == [list(ids) for ids in tiny.tokenizer(texts)["input_ids"]]
+    assert plain._encode(texts) == direct._encode(texts)
+    a, b = score_texts(direct, texts), score_texts(plain, texts)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.evidence.unconditional.token_ids,
+                                      y.evidence.unconditional.token_ids)  # fmt: skip
+        np.testing.assert_array_equal(x.evidence.unconditional.logprobs,
+                                      y.evidence.unconditional.logprobs)  # fmt: skip
+        assert x.scores == y.scores
 
 
 def test_recall_prefix_changes_only_the_target_tokens_conditioning(tiny, scorer) -> None:

@@ -55,7 +55,9 @@ __all__ = [
     "TextEvidence",
     "TokenLogprobs",
     "compute_scores",
+    "compute_scores_batch",
     "lowest_mean",
+    "lowest_means",
     "min_k",
     "min_k_count",
     "min_k_plus_plus",
@@ -90,6 +92,13 @@ class TokenLogprobs:
 
     def __post_init__(self) -> None:
         n = len(self.logprobs)
+        if (
+            (self.token_ids is None or len(self.token_ids) == n)
+            and (self.tokens is None or len(self.tokens) == n)
+            and (self.mu is None or len(self.mu) == n)
+            and (self.sigma is None or len(self.sigma) == n)
+        ):
+            return  # the common case, checked without a loop (a scorer makes one per text)
         for name in ("token_ids", "tokens", "mu", "sigma"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
@@ -231,24 +240,120 @@ def min_k_plus_plus(logprobs: np.ndarray, mu: np.ndarray, sigma: np.ndarray, k: 
 
 
 def compute_scores(evidence: TextEvidence, config: ScoreConfig) -> dict[str, float | None]:
-    """Every score of :data:`ALL_SCORES` for one text (``None`` where unavailable)."""
-    tokens = evidence.unconditional
-    if tokens.n_scored == 0:
+    """Every score of :data:`ALL_SCORES` for one text (``None`` where unavailable):
+    :func:`compute_scores_batch` of this one text, so a text's scores recompute from its
+    evidence to the same bits as in whatever batch they were first computed."""
+    return compute_scores_batch([evidence], config)[0]
+
+
+def compute_scores_batch(
+    evidence: list[TextEvidence], config: ScoreConfig
+) -> list[dict[str, float | None]]:
+    """Every score of :data:`ALL_SCORES` for each text (``None`` where unavailable), in one
+    pass over the texts' concatenated per-token arrays instead of a dozen numpy calls per
+    text. A text's scores do not depend on the other texts of the batch.
+
+    The definitions are those of the per-text functions (:func:`min_k`,
+    :func:`min_k_plus_plus`, ``ndarray.mean``); only float64 summation orders differ (each
+    text's values summed by ``np.add.reduceat``, the lowest in ascending order), so the
+    results agree with them to float64 rounding (tested to 1e-12)."""
+    rows = len(evidence)
+    if not rows:
+        return []
+    tokens = [e.unconditional for e in evidence]
+    logprobs = [t.logprobs for t in tokens]
+    lengths = np.fromiter(map(len, logprobs), dtype=np.int64, count=rows)
+    if not lengths.all():
         raise InputError("logprobs", "no scored tokens")
-    lp = np.asarray(tokens.logprobs, dtype=np.float64)
-    loss = float(lp.mean())
-    out: dict[str, float | None] = dict.fromkeys(ALL_SCORES)
-    out["loss"] = loss
-    out["zlib"] = loss / evidence.zlib_bytes if evidence.zlib_bytes > 0 else None
-    out["min_k"] = min_k(lp, config.min_k)
-    if tokens.mu is not None and tokens.sigma is not None:
-        out["min_k_plus_plus"] = min_k_plus_plus(
-            lp, tokens.mu, tokens.sigma, config.min_k_plus_plus
+    lp = np.concatenate(logprobs, dtype=np.float64)
+    loss = _means(lp, lengths).tolist()
+    nothing: list[float | None] = [None] * rows
+    zlib_score = [
+        value / e.zlib_bytes if e.zlib_bytes > 0 else None
+        for value, e in zip(loss, evidence, strict=True)
+    ]
+    min_k_score = lowest_means(lp, lengths, config.min_k).tolist()
+    plus_plus = list(nothing)
+    mus, sigmas = [t.mu for t in tokens], [t.sigma for t in tokens]
+    have = [
+        i
+        for i, (m, s) in enumerate(zip(mus, sigmas, strict=True))
+        if m is not None and s is not None
+    ]
+    if have:
+        if len(have) < rows:
+            ends = np.cumsum(lengths)
+            lp = np.concatenate([lp[ends[i] - lengths[i] : ends[i]] for i in have])
+        mu = np.concatenate([mus[i] for i in have], dtype=np.float64)  # type: ignore[misc]
+        sigma = np.concatenate([sigmas[i] for i in have], dtype=np.float64)  # type: ignore[misc]
+        z = (lp - mu) / np.maximum(sigma, SIGMA_FLOOR)
+        values = lowest_means(z, lengths[have], config.min_k_plus_plus).tolist()
+        for i, value in zip(have, values, strict=True):
+            plus_plus[i] = value
+    recall = list(nothing)
+    if config.recall_prefix:
+        for i, conditional in _present_means([e.recall_logprobs for e in evidence]):
+            # loss < 0 for any real model (log p < 0); exactly 0 would mean certainty.
+            recall[i] = conditional / loss[i] if loss[i] != 0 else None
+    ref_diff = list(nothing)
+    if config.reference_model_id is not None:
+        for i, reference in _present_means([e.ref_logprobs for e in evidence]):
+            ref_diff[i] = loss[i] - reference
+    # Keys in the order of ALL_SCORES (a dict display is 5x faster than dict(zip(...))).
+    return [
+        {"loss": a, "zlib": b, "min_k": c, "min_k_plus_plus": d, "recall": e, "ref_diff": f}
+        for a, b, c, d, e, f in zip(
+            loss, zlib_score, min_k_score, plus_plus, recall, ref_diff, strict=True
         )
-    if config.recall_prefix and evidence.recall_logprobs is not None:
-        conditional = float(np.asarray(evidence.recall_logprobs, dtype=np.float64).mean())
-        # loss < 0 for any real model (log p < 0); exactly 0 would mean certainty everywhere.
-        out["recall"] = conditional / loss if loss != 0 else None
-    if config.reference_model_id is not None and evidence.ref_logprobs is not None:
-        out["ref_diff"] = loss - float(np.asarray(evidence.ref_logprobs, dtype=np.float64).mean())
+    ]
+
+
+def _means(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The mean of each run of ``lengths[i]`` consecutive float64 ``values`` (NaN for an empty
+    run); ``np.add.reduceat`` sums each run on its own, so a run's mean does not depend on
+    the runs around it."""
+    out = np.full(len(lengths), np.nan)
+    some = lengths > 0
+    if some.any():
+        starts = np.cumsum(lengths) - lengths
+        out[some] = np.add.reduceat(values, starts[some]) / lengths[some]
+    return out
+
+
+def _present_means(arrays: list[np.ndarray | None]) -> list[tuple[int, float]]:
+    """``(index, mean)`` of every array that is present."""
+    have = [i for i, a in enumerate(arrays) if a is not None]
+    if not have:
+        return []
+    present = [arrays[i] for i in have]
+    lengths = np.fromiter(map(len, present), dtype=np.int64, count=len(present))  # type: ignore[arg-type]
+    means = _means(np.concatenate(present, dtype=np.float64), lengths)  # type: ignore[arg-type]
+    return list(zip(have, means.tolist(), strict=True))
+
+
+def lowest_means(values: np.ndarray, lengths: np.ndarray, k: float) -> np.ndarray:
+    """:func:`lowest_mean` of many texts at once: ``values`` holds the texts' values one
+    after another, ``lengths[i]`` (>= 1) of them for text ``i``.
+
+    Texts are grouped by the power of two at or above their length; each group is one
+    NaN-padded matrix sorted along its rows (NaN sorts last, as in ``np.partition``), and
+    the ``max(1, ⌊k·n⌋)`` smallest values of each row are summed in ascending order. A
+    text's result depends on its own values alone, not on the texts it is computed with."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    counts = np.minimum(np.maximum(1, np.floor(k * lengths + 1e-9)).astype(np.int64), lengths)
+    starts = np.cumsum(lengths) - lengths
+    # frexp's exponent of n - 1 is its bit length: 2**e is the least power of two >= n.
+    exponents = np.frexp((lengths - 1).astype(np.float64))[1]
+    out = np.empty(len(lengths), dtype=np.float64)
+    for exponent in np.unique(exponents).tolist():
+        group = np.flatnonzero(exponents == exponent)
+        columns = np.arange(1 << exponent)
+        count = counts[group]
+        matrix = np.full((len(group), len(columns)), np.nan)
+        inside = columns < lengths[group, None]
+        matrix[inside] = values[(starts[group, None] + columns)[inside]]
+        matrix.sort(axis=1)
+        lowest = matrix[columns < count[:, None]]  # row after row, each ascending
+        out[group] = np.add.reduceat(lowest, np.cumsum(count) - count) / count
     return out
