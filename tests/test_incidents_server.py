@@ -314,6 +314,41 @@ def test_the_cli_works_the_same_queue_as_the_running_server(config, served, tmp_
     assert report.valid and report.entries == served.ledger.size, report
 
 
+def test_the_cli_works_the_queue_through_the_server_as_the_token_holder(
+    served, tmp_path, cli, monkeypatch, hook_receiver
+):
+    """--server instead of the local files: the caller's token is the actor; the server's
+    refusals come back as ``error: CODE: message`` with exit 2."""
+    incident_id = _opened(served).incident.id
+    remote = ["--server", served.server.address]
+    monkeypatch.setenv("LINEAGE_AUDIT_TOKEN", TOKENS["analyst"])
+    code, out, _ = cli("incident", "list", *remote, "--state", "open")
+    assert code == 0 and out.startswith(incident_id) and "tier3.halt" in out
+    code, out, _ = cli("incident", "ack", incident_id, *remote, "--note", "over gRPC")
+    assert code == 0 and "open -> acknowledged by token:analyst" in out
+    code, _, err = cli("incident", "halt", "news", *remote, "--reason", "analyst tries")
+    assert code == 2 and err.startswith("error: PERMISSION_DENIED: ") and not hook_receiver.bodies
+    code, _, err = cli("incident", "show", "INC-nope", *remote)
+    assert code == 2 and err.startswith("error: NOT_FOUND: ")
+    code, _, err = cli("incident", "ack", incident_id)  # neither --server nor the files
+    assert (
+        code == 2 and "--db, --ledger, --keys, --policy, --actor required without --server" in err
+    )
+
+    monkeypatch.setenv("LINEAGE_AUDIT_TOKEN", TOKENS["mro"])
+    code, out, _ = cli("incident", "halt", "news", *remote, "--reason", "from the shell",
+                       "--incident", incident_id)  # fmt: skip
+    assert code == 0 and "signal news-sentiment suspended; webhook delivered" in out
+    code, out, _ = cli("incident", "lift", "news", *remote, "--reason", "checked")
+    assert code == 0 and "relied on again" in out
+    html = tmp_path / "report.html"
+    code, out, _ = cli("incident", "report", incident_id, *remote, "-o", html)
+    assert code == 0 and incident_id in html.read_text()
+    code, out, _ = cli("incident", "show", incident_id, *remote)
+    assert code == 0 and "open -> acknowledged by token:analyst: over gRPC" in out
+    assert "halt.fire by token:mro" in out
+
+
 @pytest.mark.parametrize(
     ("table", "field"),
     [

@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_rpc_error(exc: BaseException) -> bool:
+    grpc = sys.modules.get("grpc")  # only a command that imported grpc can raise its errors
+    return grpc is not None and isinstance(exc, grpc.RpcError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 verification failed, 2 error)."""
     parser = build_parser()
@@ -59,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
     except sqlite3.Error as exc:
         print(f"error: database: {exc}", file=sys.stderr)
+    except Exception as exc:  # a server's refusal (grpc.RpcError): its code and message
+        if not _is_rpc_error(exc):
+            raise
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -8,8 +8,11 @@ decides whether that actor may). ``report`` signs a checkpoint and writes the HT
 optionally the PDF and the JSON artifact. Out-of-order changes and refusals exit 2 with the
 message; out of order writes nothing.
 
-``submit-attribution`` and ``submit-ratings`` hand evidence to a running server
-(``--server HOST:PORT``), authenticated like any client: a bearer token read from
+With ``--server HOST:PORT`` instead of the local files, ``list``, ``show``, ``ack``,
+``resolve``, ``halt``, ``lift`` and ``report`` go through a running server's
+``IncidentService`` (the officer need not be on the server's machine); the actor is then the
+caller's identity, not ``--actor``. ``submit-attribution`` and ``submit-ratings`` only talk
+to a server. A server is authenticated like any client: a bearer token read from
 ``--token-file`` or the ``LINEAGE_AUDIT_TOKEN`` environment variable (never a flag: command
 lines are visible to other users), TLS with ``--ca`` and mTLS with ``--cert/--key``.
 """
@@ -19,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -59,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         _store_arg(change)
         _ledger_args(change)
         change.add_argument("id")
-        change.add_argument("--policy", type=Path, required=True, help="incident policy TOML")
-        change.add_argument("--actor", required=True, help="who (as the policy names actors)")
+        change.add_argument("--policy", type=Path, help="incident policy TOML (local files)")
+        change.add_argument("--actor", help="who, as the policy names actors (local files)")
         change.add_argument("--note", default="", help="why (recorded)")
         change.set_defaults(func=_change, verb=verb)
 
@@ -77,8 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _store_arg(halt)
     _ledger_args(halt)
     halt.add_argument("asset_class")
-    halt.add_argument("--policy", type=Path, required=True, help="incident policy TOML")
-    halt.add_argument("--actor", required=True, help="who (as the policy names actors)")
+    halt.add_argument("--policy", type=Path, help="incident policy TOML (local files)")
+    halt.add_argument("--actor", help="who, as the policy names actors (local files)")
     halt.add_argument("--reason", required=True, help="why (recorded and sent, signed)")
     halt.add_argument("--incident", help="the incident it answers")
     halt.set_defaults(func=_halt, action="fire")
@@ -87,8 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _store_arg(lift)
     _ledger_args(lift)
     lift.add_argument("asset_class")
-    lift.add_argument("--policy", type=Path, required=True, help="incident policy TOML")
-    lift.add_argument("--actor", required=True, help="who (as the policy names actors)")
+    lift.add_argument("--policy", type=Path, help="incident policy TOML (local files)")
+    lift.add_argument("--actor", help="who, as the policy names actors (local files)")
     lift.add_argument("--reason", required=True, help="why (recorded and sent, signed)")
     lift.add_argument("--incident", help="the incident it answers")
     lift.set_defaults(func=_halt, action="lift")
@@ -110,17 +112,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, required=True, help="incident store (SQLite)")
+    parser.add_argument("--db", type=Path, help="incident store (SQLite; local files)")
+    _server_args(parser, required=False)
 
 
 def _ledger_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ledger", type=Path, required=True, help="ledger database")
-    parser.add_argument("--keys", type=Path, required=True, help="ledger key directory")
+    parser.add_argument("--ledger", type=Path, help="ledger database (local files)")
+    parser.add_argument("--keys", type=Path, help="ledger key directory (local files)")
 
 
-def _server_args(parser: argparse.ArgumentParser) -> None:
+def _need(args: argparse.Namespace, *names: str) -> None:
+    """Working on local files (no --server): these options are required."""
+    missing = [f"--{n}" for n in names if getattr(args, n, None) in (None, "")]
+    if missing:
+        raise IncidentError("arguments", f"{', '.join(missing)} required without --server")
+
+
+def _server_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     group = parser.add_argument_group("server")
-    group.add_argument("--server", required=True, metavar="HOST:PORT", help="gRPC address")
+    help_text = "gRPC address" if required else "a running server's gRPC address (instead of --db)"
+    group.add_argument("--server", required=required, metavar="HOST:PORT", help=help_text)
     group.add_argument(
         "--token-file", type=Path, help=f"file holding the bearer token (default: ${TOKEN_ENV})"
     )
@@ -140,13 +151,8 @@ def _client(args: argparse.Namespace, stack: ExitStack):
                                       key=args.key))  # fmt: skip
 
 
-def _refused(exc) -> int:
-    """A server's refusal (grpc.RpcError) as ``error: CODE: message``, exit 2."""
-    print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-    return 2
-
-
 def _store(args: argparse.Namespace, stack: ExitStack) -> IncidentStore:
+    _need(args, "db")
     if not args.db.exists():  # never create an empty store by mistyping its path
         raise FileNotFoundError(2, "incident store not found", str(args.db))
     store = IncidentStore(args.db)
@@ -155,32 +161,55 @@ def _store(args: argparse.Namespace, stack: ExitStack) -> IncidentStore:
 
 
 def _manager(args: argparse.Namespace, stack: ExitStack) -> IncidentManager:
+    _need(args, "db", "ledger", "keys", "policy", "actor")
     store = _store(args, stack)
     policy = load_policy(args.policy)
     return IncidentManager(stack.enter_context(Ledger.open(args.ledger, args.keys)), store, policy)
 
 
-def _line(incident: Incident) -> str:
-    s = incident.summary()
+def _line(incident: Incident | dict) -> str:
+    s = incident.summary() if isinstance(incident, Incident) else incident
     halted = " HALTED" if s["halted"] else ""
     return (f"{s['id']}  {s['state']:<12}  {s['asset_class']}  confidence "
             f"{s['confidence']:.4f} ({s['band']})  opened {s['opened_at']}  "
             f"{', '.join(s['triggers'])}{halted}")  # fmt: skip
 
 
-def _list(args: argparse.Namespace) -> int:
+def _summary_of(message) -> dict:
+    """An ``incidents_pb2.Incident`` as :meth:`Incident.summary` shapes it."""
+    names = ("id", "asset_class", "signal", "state", "opened_at", "updated_at", "confidence",
+             "band", "halted")  # fmt: skip
+    return {**{n: getattr(message, n) for n in names}, "triggers": list(message.triggers)}
+
+
+def _remote(args: argparse.Namespace, call):
+    """``call(client)`` against ``--server`` (a refusal reaches the CLI's main as
+    ``error: CODE: message``, exit 2)."""
     with ExitStack() as stack:
-        found = _store(args, stack).list(state=args.state, asset_class=args.asset_class)
-    for incident in found:
-        print(json.dumps(incident.summary(), sort_keys=True) if args.json else _line(incident))
+        return call(_client(args, stack))
+
+
+def _list(args: argparse.Namespace) -> int:
+    if args.server:
+        listed = _remote(args, lambda c: c.list_incidents(args.state or "", args.asset_class or ""))
+        found = [_summary_of(m) for m in listed]
+    else:
+        with ExitStack() as stack:
+            local = _store(args, stack).list(state=args.state, asset_class=args.asset_class)
+        found = [i.summary() for i in local]
+    for summary in found:
+        print(json.dumps(summary, sort_keys=True) if args.json else _line(summary))
     if not found and not args.json:
         print("no incidents")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    with ExitStack() as stack:
-        incident = _store(args, stack).get(args.id)
+    if args.server:
+        incident = Incident.from_json(_remote(args, lambda c: c.get_incident(args.id)))
+    else:
+        with ExitStack() as stack:
+            incident = _store(args, stack).get(args.id)
     if args.json:
         print(json.dumps(incident.to_json(), indent=1, sort_keys=True))
         return 0
@@ -197,10 +226,20 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _change(args: argparse.Namespace) -> int:
-    with ExitStack() as stack:
-        manager = _manager(args, stack)
-        change = manager.acknowledge if args.verb == "acknowledge" else manager.resolve
-        incident = change(args.id, actor=args.actor, note=args.note)
+    if args.server:
+
+        def remote(client):
+            verb = client.acknowledge_incident if args.verb == "acknowledge" else \
+                client.resolve_incident  # fmt: skip
+            verb(args.id, note=args.note)
+            return Incident.from_json(client.get_incident(args.id))
+
+        incident = _remote(args, remote)
+    else:
+        with ExitStack() as stack:
+            manager = _manager(args, stack)
+            change = manager.acknowledge if args.verb == "acknowledge" else manager.resolve
+            incident = change(args.id, actor=args.actor, note=args.note)
     last = incident.history[-1]
     print(f"{incident.id}: {last['from']} -> {last['to']} by {last['actor']} "
           f"(ledger seq {last['intent_seq']})")  # fmt: skip
@@ -211,10 +250,14 @@ def _report(args: argparse.Namespace) -> int:
     from .artifact import build_artifact, validate_artifact
     from .report import render_html, render_pdf
 
-    with ExitStack() as stack:
-        store = _store(args, stack)
-        ledger = stack.enter_context(Ledger.open(args.ledger, args.keys))
-        artifact = build_artifact(store.get(args.id), ledger)
+    if args.server:
+        artifact = _remote(args, lambda c: c.incident_artifact(args.id))
+    else:
+        _need(args, "ledger", "keys")
+        with ExitStack() as stack:
+            store = _store(args, stack)
+            ledger = stack.enter_context(Ledger.open(args.ledger, args.keys))
+            artifact = build_artifact(store.get(args.id), ledger)
     validate_artifact(artifact)
     args.out.write_text(render_html(artifact), encoding="utf-8")
     print(f"{args.out}: report of {args.id} ({len(artifact['ledger']['seqs'])} ledger entries)")
@@ -229,11 +272,19 @@ def _report(args: argparse.Namespace) -> int:
 def _halt(args: argparse.Namespace) -> int:
     from .halt import HaltHook
 
-    with ExitStack() as stack:
-        hook = HaltHook(_manager(args, stack))
-        act = hook.fire if args.action == "fire" else hook.lift
-        result = act(args.asset_class, actor=args.actor, reason=args.reason,
-                     incident_id=args.incident)  # fmt: skip
+    if args.server:
+
+        def remote(client):
+            act = client.fire_halt if args.action == "fire" else client.lift_halt
+            return act(args.asset_class, args.reason, args.incident or "")
+
+        result = _remote(args, remote)
+    else:
+        with ExitStack() as stack:
+            hook = HaltHook(_manager(args, stack))
+            act = hook.fire if args.action == "fire" else hook.lift
+            result = act(args.asset_class, actor=args.actor, reason=args.reason,
+                         incident_id=args.incident)  # fmt: skip
     delivery = "delivered" if result.delivered else f"NOT delivered ({result.webhook_error})"
     state = "suspended" if args.action == "fire" else "relied on again"
     print(f"{result.action} {result.asset_class}: signal {result.signal} {state}; webhook "
@@ -242,17 +293,11 @@ def _halt(args: argparse.Namespace) -> int:
 
 
 def _submit_attribution(args: argparse.Namespace) -> int:
-    import grpc
-
     for name in ("summary.json", "results.parquet"):
         if not (args.job_dir / name).is_file():
             raise FileNotFoundError(2, f"no {name}: not a finished attribution job",
                                     str(args.job_dir))  # fmt: skip
-    with ExitStack() as stack:
-        try:
-            reply = _client(args, stack).submit_attribution(args.asset_class, args.job_dir)
-        except grpc.RpcError as exc:
-            return _refused(exc)
+    reply = _remote(args, lambda c: c.submit_attribution(args.asset_class, args.job_dir))
     kept = "stored" if reply.stored else "already stored"
     print(f"{reply.job}: {kept} for {args.asset_class} ({reply.rows} rows, "
           f"{reply.discoveries} discoveries); ledger seq {reply.intent_seq}")  # fmt: skip
@@ -263,8 +308,6 @@ def _submit_attribution(args: argparse.Namespace) -> int:
 
 
 def _submit_ratings(args: argparse.Namespace) -> int:
-    import grpc
-
     items = []
     for path in args.files:
         try:
@@ -272,11 +315,7 @@ def _submit_ratings(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise IncidentError(str(path), f"not valid JSON ({exc})") from None
         items += loaded if isinstance(loaded, list) else [loaded]
-    with ExitStack() as stack:
-        try:
-            reply = _client(args, stack).submit_ratings(items)
-        except grpc.RpcError as exc:
-            return _refused(exc)
+    reply = _remote(args, lambda c: c.submit_ratings(items))
     print(f"ratings of {', '.join(reply.sources)} stored ({reply.held} sources held); "
           f"ledger seq {reply.intent_seq}")  # fmt: skip
     return 0
