@@ -15,6 +15,8 @@ throughput does not depend on training) on synthetic texts, and SmolLM2-135M-Ins
   path's own forward calls inside it (same pass, so this VM's drift cannot move one and not
   the other; median over the repeats), ``overhead_vs_bare_forward_*`` compares separate
   passes of each, timed alternately (best of N, and medians);
+- ``overhead_parts_vs_forward``: the same overhead in parts (tokenization, zlib, the
+  statistics over the vocabulary, the rest), from extra passes with timers in them;
 - batch (``--batch-size``, default 16) vs single (batch size 1) on the same texts;
 - the machine limit: the bare forward's FLOP rate (2 x linear-layer weights per padded token
   plus attention) as a fraction of torch's float32 SGEMM rate measured in the same run.
@@ -96,6 +98,57 @@ class TimedModel:
         return getattr(self.model, name)
 
 
+class Stopwatch:
+    """Time spent in named calls during one pass (the breakdown passes only: the wrappers
+    cost a little, so the headline figures come from passes without them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name: str, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+        return timed
+
+
+def overhead_parts(scorer: Any, texts: list[str], config: Any, repeats: int) -> dict[str, float]:
+    """Where the overhead beyond the forward pass goes, inside the full path: tokenization
+    (the scorer's tokenizer calls), zlib (compressing each text), the statistics (copying
+    the scored positions' logits, log-softmax, mu and sigma over the vocabulary) and the
+    rest (segments, batches, scores, result objects), each as a fraction of the pass's own
+    forward time; the median over ``repeats`` passes."""
+    from lineage_audit.attribution import local, score_texts
+    from lineage_audit.attribution import scorer as scorer_module
+
+    parts: dict[str, list[float]] = {}
+    saved = (scorer_module.zlib_bytes, local._Statistics.add, local._Statistics.result)
+    timed = TimedModel(scorer.model)
+    try:
+        for _ in range(repeats):
+            watch = Stopwatch()
+            scorer_module.zlib_bytes = watch.wrap("zlib", saved[0])
+            local._Statistics.add = watch.wrap("statistics", saved[1])
+            local._Statistics.result = watch.wrap("statistics", saved[2])
+            scorer._sequences = watch.wrap("tokenize", type(scorer)._sequences.__get__(scorer))
+            scorer.model, timed.seconds = timed, 0.0
+            whole = _timed(lambda: score_texts(scorer, texts, config))
+            scorer.model = timed.model
+            known = sum(watch.seconds.values())
+            shares = {**watch.seconds, "rest": whole - timed.seconds - known}
+            for name, seconds in shares.items():
+                parts.setdefault(name, []).append(seconds / timed.seconds)
+    finally:
+        scorer.model = timed.model
+        scorer_module.zlib_bytes, local._Statistics.add, local._Statistics.result = saved
+        vars(scorer).pop("_sequences", None)
+    return {name: round(statistics.median(values), 4) for name, values in parts.items()}
+
+
 def measure(scorer: Any, texts: list[str], repeats: int, batch_size: int) -> dict[str, Any]:
     import torch
     from lineage_audit.attribution import ScoreConfig, score_texts
@@ -160,6 +213,8 @@ def measure(scorer: Any, texts: list[str], repeats: int, batch_size: int) -> dic
         "overhead_vs_bare_forward_median": round(
             (statistics.median(whole) - statistics.median(fwd)) / statistics.median(fwd), 4
         ),
+        # The same overhead split into its parts (separate passes with timers in them).
+        "overhead_parts_vs_forward": overhead_parts(scorer, texts, config, repeats),
         "repeats": repeats,
     }
 
