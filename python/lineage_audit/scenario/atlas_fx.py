@@ -122,8 +122,8 @@ class Scenario:
     cooperating_vendors: bool = True  # False: no source or vendor publishes lineage or AIBOM
     tier3: bool = True  # False: the Tier 3 monitor is switched off in the policy
     tier4: bool = True  # False: no Tier 4 batch
-    peak_share: float = 0.30  # syndicated share of the feed at hour 72
-    onset_hour: int = 24  # the share starts rising here
+    peak_share: float = 0.20  # syndicated share of the feed at hour 72
+    onset_hour: int = 0  # the share starts rising here
     tier4_hour: int = 74  # the nightly Tier 4 batch
     disclosure_hour: int = 76  # FXWire discloses the refresh's inputs (if cooperating)
     end_hour: int = 78
