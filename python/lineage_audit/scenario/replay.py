@@ -364,7 +364,12 @@ class _Hours:
     def attribute(self, hour: int) -> None:
         from .tier4 import run_tier4
 
-        job_dir, per_source = run_tier4(self.s, self.r.out / "tier4", self.dep)
+        job_dir, per_source = run_tier4(
+            self.s,
+            self.r.out / "tier4",
+            self.dep,
+            lambda what, detail: _say(hour, f"T4 {what}", detail),
+        )
         carriers = sorted(s for s, n in per_source.items() if n >= CARRIER_MIN_DISCOVERIES)
         self.r.found["tier4_discoveries"] = per_source
         self.r.found["carrying_model_output"] = carriers

