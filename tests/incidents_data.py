@@ -121,3 +121,20 @@ def receiver(status: int = 200):
     finally:
         r.server.shutdown()
         r.server.server_close()
+
+
+def incident_server_config(folder, baseline_dir, policy: str, tokens: dict[str, str], *,
+                           extra: str = ""):  # fmt: skip
+    """A server config in ``folder`` with ``[incidents]`` (``policy`` as policy.toml), static
+    bearer tokens (``{name: token}``, stored as SHA-256) required, and ``extra`` tables."""
+    from lineage_audit.server import ServerConfig
+    from lineage_audit.server.auth import hash_token
+    from server_fixtures import write_server_config
+
+    (folder / "policy.toml").write_text(policy)
+    (folder / "tokens.toml").write_text("".join(
+        f'[[token]]\nname = "{name}"\nsha256 = "{hash_token(token)}"\n'
+        for name, token in tokens.items()))  # fmt: skip
+    tables = (f'{extra}[incidents]\ndb = "incidents.db"\npolicy = "policy.toml"\n\n'
+              '[auth]\nrequired = true\ntokens = "tokens.toml"\n')  # fmt: skip
+    return ServerConfig.from_toml(write_server_config(folder, baseline_dir, extra=tables))

@@ -12,17 +12,15 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
-from incidents_data import receiver
+from incidents_data import incident_server_config, receiver
 from lineage_audit._generated.lineage_audit.v1 import incidents_pb2, incidents_pb2_grpc
 from lineage_audit.client import Client
 from lineage_audit.incidents import PolicyError, parse_policy, verify_halt_envelope
 from lineage_audit.incidents.artifact import validate_artifact
 from lineage_audit.ledger import Ledger, verify_bundle, verify_ledger
 from lineage_audit.server import ServerConfig, ServerThread
-from lineage_audit.server.auth import hash_token
 from lineage_audit.server.config import ConfigError
 from server_fixtures import ENCODER, N, clean_rows, fit_small_baseline, shifted_rows
-from server_fixtures import write_server_config as _config
 
 TOKENS = {name: f"{name}-token-0123456789abcdef" for name in ("mro", "analyst", "stranger")}
 POLICY = """
@@ -55,13 +53,8 @@ def hook_receiver():
 
 @pytest.fixture
 def config(baseline_dir, tmp_path, hook_receiver):
-    (tmp_path / "policy.toml").write_text(POLICY.replace("{webhook}", hook_receiver.url))
-    (tmp_path / "tokens.toml").write_text("".join(
-        f'[[token]]\nname = "{name}"\nsha256 = "{hash_token(token)}"\n'
-        for name, token in TOKENS.items()))  # fmt: skip
-    extra = ('[incidents]\ndb = "incidents.db"\npolicy = "policy.toml"\n\n'
-             '[auth]\nrequired = true\ntokens = "tokens.toml"\n')  # fmt: skip
-    return ServerConfig.from_toml(_config(tmp_path, baseline_dir, extra=extra))
+    policy = POLICY.replace("{webhook}", hook_receiver.url)
+    return incident_server_config(tmp_path, baseline_dir, policy, TOKENS)
 
 
 class Served:

@@ -15,13 +15,12 @@ import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from incidents_data import incident_server_config
 from lineage_audit._generated.lineage_audit.v1 import incidents_pb2
 from lineage_audit.client import Client
 from lineage_audit.ledger import Ledger
 from lineage_audit.server import ServerConfig, ServerThread
-from lineage_audit.server.auth import hash_token
 from server_fixtures import fit_small_baseline
-from server_fixtures import write_server_config as _config
 from test_incidents_server import TOKENS, Served, _last_two
 
 pytest.importorskip("torch", reason="the torch extra is not installed")
@@ -82,13 +81,7 @@ def baseline_dir(tmp_path_factory):
 
 @pytest.fixture
 def config(tmp_path, baseline_dir):
-    (tmp_path / "policy.toml").write_text(POLICY)
-    (tmp_path / "tokens.toml").write_text("".join(
-        f'[[token]]\nname = "{name}"\nsha256 = "{hash_token(token)}"\n'
-        for name, token in TOKENS.items()))  # fmt: skip
-    extra = ('[incidents]\ndb = "incidents.db"\npolicy = "policy.toml"\n\n'
-             '[auth]\nrequired = true\ntokens = "tokens.toml"\n')  # fmt: skip
-    return ServerConfig.from_toml(_config(tmp_path, baseline_dir, extra=extra))
+    return incident_server_config(tmp_path, baseline_dir, POLICY, TOKENS)
 
 
 class _Server:

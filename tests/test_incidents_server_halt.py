@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 from aiohttp import web
-from incidents_data import receiver
+from incidents_data import incident_server_config, receiver
 from lineage_audit._generated.lineage_audit.v1 import (
     incidents_pb2,
     scoring_pb2,
@@ -24,10 +24,8 @@ from lineage_audit._generated.lineage_audit.v1 import (
 from lineage_audit.client import Client, encode_embeddings
 from lineage_audit.incidents import verify_halt_envelope
 from lineage_audit.ledger import Ledger
-from lineage_audit.server import ServerConfig, ServerThread
-from lineage_audit.server.auth import hash_token
+from lineage_audit.server import ServerThread
 from server_fixtures import ENCODER, N, clean_rows, fit_small_baseline
-from server_fixtures import write_server_config as _config
 from test_incidents_server import TOKENS, Served, _last_two, _opened
 
 POLICY = """
@@ -58,14 +56,9 @@ def baseline_dir(tmp_path_factory):
 
 
 def _served(folder, baseline_dir, webhook: str):
-    (folder / "policy.toml").write_text(POLICY.replace("{webhook}", webhook))
-    (folder / "tokens.toml").write_text("".join(
-        f'[[token]]\nname = "{name}"\nsha256 = "{hash_token(token)}"\n'
-        for name, token in TOKENS.items()))  # fmt: skip
-    extra = (f'[assets.bonds]\nbaseline = "{baseline_dir}"\nwindow = {N}\nbackend = "numpy"\n\n'
-             '[incidents]\ndb = "incidents.db"\npolicy = "policy.toml"\n\n'
-             '[auth]\nrequired = true\ntokens = "tokens.toml"\n')  # fmt: skip
-    config = ServerConfig.from_toml(_config(folder, baseline_dir, extra=extra))
+    bonds = f'[assets.bonds]\nbaseline = "{baseline_dir}"\nwindow = {N}\nbackend = "numpy"\n\n'
+    policy = POLICY.replace("{webhook}", webhook)
+    config = incident_server_config(folder, baseline_dir, policy, TOKENS, extra=bonds)
     ledger = Ledger.open(config.ledger_db, config.ledger_keys)
     return config, ledger
 

@@ -13,16 +13,15 @@ import re
 import uuid
 
 import pytest
+from incidents_data import incident_server_config
 from lineage_audit.ledger import Ledger
-from lineage_audit.server import ServerConfig, ServerThread
-from lineage_audit.server.auth import hash_token
+from lineage_audit.server import ServerThread
 from lineage_data import dataset as ds
 from lineage_data import run_event as ev
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
 from server_fixtures import fit_small_baseline
-from server_fixtures import write_server_config as _config
 from test_incidents_server import TOKENS, Served
 
 POLICY = """
@@ -88,14 +87,8 @@ def baseline_dir(tmp_path_factory):
 
 @pytest.fixture
 def served(tmp_path, baseline_dir):
-    (tmp_path / "policy.toml").write_text(POLICY)
-    (tmp_path / "tokens.toml").write_text("".join(
-        f'[[token]]\nname = "{name}"\nsha256 = "{hash_token(token)}"\n'
-        for name, token in TOKENS.items()))  # fmt: skip
-    extra = ('[lineage]\ndb = "lineage.db"\n\n'
-             '[incidents]\ndb = "incidents.db"\npolicy = "policy.toml"\n\n'
-             '[auth]\nrequired = true\ntokens = "tokens.toml"\n')  # fmt: skip
-    config = ServerConfig.from_toml(_config(tmp_path, baseline_dir, extra=extra))
+    lineage = '[lineage]\ndb = "lineage.db"\n\n'
+    config = incident_server_config(tmp_path, baseline_dir, POLICY, TOKENS, extra=lineage)
     ledger = Ledger.open(config.ledger_db, config.ledger_keys)
     with ServerThread(config, ledger=ledger) as server:
         s = Served(server, ledger)
