@@ -75,25 +75,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--json", type=Path, help="also write the JSON artifact here")
     report.set_defaults(func=_report)
 
-    halt = commands.add_parser("halt", help="fire the halt hook of an asset class")
-    _store_arg(halt)
-    _ledger_args(halt)
-    halt.add_argument("asset_class")
-    halt.add_argument("--policy", type=Path, help="incident policy TOML (local files)")
-    halt.add_argument("--actor", help="who, as the policy names actors (local files)")
-    halt.add_argument("--reason", required=True, help="why (recorded and sent, signed)")
-    halt.add_argument("--incident", help="the incident it answers")
-    halt.set_defaults(func=_halt, action="fire")
-
-    lift = commands.add_parser("lift", help="lift the halt of an asset class (rely again)")
-    _store_arg(lift)
-    _ledger_args(lift)
-    lift.add_argument("asset_class")
-    lift.add_argument("--policy", type=Path, help="incident policy TOML (local files)")
-    lift.add_argument("--actor", help="who, as the policy names actors (local files)")
-    lift.add_argument("--reason", required=True, help="why (recorded and sent, signed)")
-    lift.add_argument("--incident", help="the incident it answers")
-    lift.set_defaults(func=_halt, action="lift")
+    hooks = (("halt", "fire", "fire the halt hook of an asset class"),
+             ("lift", "lift", "lift the halt of an asset class (rely again)"))  # fmt: skip
+    for name, action, what in hooks:
+        hook = commands.add_parser(name, help=what)
+        _store_arg(hook)
+        _ledger_args(hook)
+        hook.add_argument("asset_class")
+        hook.add_argument("--policy", type=Path, help="incident policy TOML (local files)")
+        hook.add_argument("--actor", help="who, as the policy names actors (local files)")
+        hook.add_argument("--reason", required=True, help="why (recorded and sent, signed)")
+        hook.add_argument("--incident", help="the incident it answers")
+        hook.set_defaults(func=_halt, action=action)
 
     attribution = commands.add_parser(
         "submit-attribution", help="hand a finished attribution job to a server (Tier 4)"
