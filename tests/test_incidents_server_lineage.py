@@ -134,7 +134,10 @@ def test_a_re_entry_ingested_opens_an_incident_once(served):
               "reasons": ["no OpenLineage events, no AIBOM and no C2PA manifest for the source"],
               "checks": [{"check": "openlineage", "state": "absent", "reasons": ["none"],
                           "tool": "lineage-audit", "schema": None, "details": {}}]}  # fmt: skip
-    assert served.http("POST", "/api/v1/incidents/ratings", {"ratings": [rating]})[0] == 200
+    # a source that feeds nothing of the asset's: its rating must not count
+    unrelated = {**rating, "source": "feeds:elsewhere"}
+    body = {"ratings": [rating, unrelated]}
+    assert served.http("POST", "/api/v1/incidents/ratings", body)[0] == 200
     watch = served.watch()
     before, loop = _before_the_loop(), _the_loop()
     _post(served, before)
@@ -155,6 +158,8 @@ def test_a_re_entry_ingested_opens_an_incident_once(served):
     lineage = incident["evidence"]["lineage"]
     assert incident["confidence"]["inputs"]["re_entry"]
     assert incident["confidence"]["inputs"]["opaque_source"]  # the rating, in the evidence
+    rated = [r["source"] for r in incident["evidence"]["ratings"]]
+    assert rated == ["feeds:indep-1"]  # feeds:elsewhere is not in the asset's lineage
     assert re.search(r"<title>dataset:feeds:indep-1[^<]*</title><rect [^>]*"
                      r'stroke-dasharray="5,3"', lineage["svg"])  # drawn as opaque  # fmt: skip
     quiet = served.http("GET", "/api/v1/incidents?asset_class=news-quiet")[1]

@@ -126,9 +126,10 @@ class EvidenceKeeper:
     def gather(self, asset: str, subgraph=None) -> tuple[Evidence, list[Trigger]]:
         """The asset class's evidence and the Tier 2 triggers of its lineage findings
         (``subgraph``: one :meth:`subgraph` already read)."""
-        ratings = rating_evidence(self.ratings.all())
+        held = rating_evidence(self.ratings.all())
         thresholds = threshold_history(self.manager.ledger, asset)
-        lineage = self._lineage(asset, ratings, subgraph)
+        lineage = self._lineage(asset, held, subgraph)
+        ratings = _in_scope(held, lineage)
         evidence = Evidence(asset, lineage=lineage, divergence=self._divergence(asset, thresholds),
                             attribution=_or_warn(lambda: self.jobs.evidence(asset)) or [],
                             thresholds=thresholds, ratings=ratings)  # fmt: skip
@@ -152,6 +153,15 @@ class EvidenceKeeper:
         if sub is None:
             return None
         return lineage_section(node, sub, wanted, k=self.k_for(asset), ratings=ratings)
+
+
+def _in_scope(ratings: list[dict[str, Any]], lineage: dict[str, Any] | None) -> list:
+    """The ratings of sources in the asset's lineage subgraph (all of them when the asset has
+    no lineage to scope by): a source that does not feed the asset says nothing about it."""
+    if lineage is None:
+        return ratings
+    feeding = set(lineage["datasets"])
+    return [r for r in ratings if r["source"] in feeding]
 
 
 def _key(trigger: Trigger) -> str:
