@@ -40,8 +40,10 @@ padding:8px;overflow-x:auto;white-space:pre-wrap}
 .high{background:#b71c1c}.medium{background:#e08a00}.low{background:#607d8b}
 .state{background:#37474f}.figure{border:1px solid #ddd;padding:4px}
 .figure svg{max-width:100%;height:auto}
+#lineage-svg{overflow-x:auto}#lineage-svg svg{max-width:none}
 .ok{color:#2e7d32}.bad{color:#c62828}
-@media print{body{margin:0;max-width:none}h2{break-after:avoid}.figure,table{break-inside:avoid}}
+@media print{body{margin:0;max-width:none}h2{break-after:avoid}.figure,table{break-inside:avoid}
+#lineage-svg svg{max-width:100%}}
 """
 
 
@@ -206,7 +208,9 @@ def _lineage(a: dict[str, Any]) -> str:
         f'<h2 id="lineage">Lineage subgraph of {_e(lin.get("node"))} (Tier 2)</h2>'
         f'<div class="figure" id="lineage-svg">{lin.get("svg", "")}</div>'
         f"<p>{len(lin.get('datasets', []))} datasets, {_e(lin.get('runs'))} runs, "
-        f"{len(lin.get('events', []))} OpenLineage events. Findings (k = {_e(lin.get('k'))}):"
+        f"{len(lin.get('events', []))} OpenLineage events (the picture is at full size: scroll "
+        f"sideways on a wide graph; printed, it is fitted to the page). Findings "
+        f"(k = {_e(lin.get('k'))}):"
         f"</p><ul>{found}</ul>{_cites('evidence.lineage')}"
     )
 
