@@ -193,3 +193,24 @@ def test_append_only_triggers_from_python(ledger: Ledger, db_path: Path) -> None
     pragmas.close()
     assert ledger.store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert json.loads(ledger.store.get_meta("public_keys"))["format"].endswith("public-keys/v1")
+
+
+def test_entries_of_reads_by_action_name_and_prefix(ledger: Ledger, monkeypatch) -> None:
+    """The indexed read returns exactly what a filter over every entry would, across read
+    chunks, and a prefix is a prefix (``alert.`` does not match ``alerts.x`` or ``alert``)."""
+    import lineage_audit.ledger.store as store_module
+
+    monkeypatch.setattr(store_module, "_READ_CHUNK", 3)  # several chunks for 11 records
+    actions = ["alert.watch", "baseline.fit", "alerts.x", "alert", "baseline.activate",
+               "alert.halt", "alert.ok", "server.run", "baseline.activated", "alert.watch",
+               "baseline.activate"]  # fmt: skip
+    for action in actions:
+        ledger.append("record", action, "engine")
+    got = [(e.seq, e.action) for e in ledger.entries_of(["baseline.activate"], ["alert."])]
+    wanted = [(e.seq, e.action) for e in ledger.entries()
+              if e.action == "baseline.activate" or e.action.startswith("alert.")]  # fmt: skip
+    assert got == wanted and [a for _, a in got] == [
+        "alert.watch", "baseline.activate", "alert.halt", "alert.ok", "alert.watch",
+        "baseline.activate",
+    ]  # fmt: skip
+    assert list(ledger.entries_of()) == []

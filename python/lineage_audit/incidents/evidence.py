@@ -441,9 +441,8 @@ def threshold_history(ledger: Ledger, asset_class: str) -> list[dict[str, Any]]:
     item keeps its ledger seq so the artifact's evidence bundle can prove it.
     """
     history = []
-    for entry in ledger.entries():
-        if entry.kind != "intent" or not (entry.action.startswith("alert.")
-                                          or entry.action == "baseline.activate"):  # fmt: skip
+    for entry in ledger.entries_of(["baseline.activate"], prefixes=["alert."]):
+        if entry.kind != "intent":
             continue
         predicate = entry.statement()["predicate"]
         if predicate.get("asset") != asset_class:

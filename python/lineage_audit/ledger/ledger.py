@@ -436,6 +436,13 @@ class Ledger:
         for stored in self.store.iter_entries(start, end):
             yield Entry.from_stored(stored)
 
+    def entries_of(self, names: Sequence[str] = (), prefixes: Sequence[str] = ()
+                   ) -> Iterator[Entry]:  # fmt: skip
+        """Entries whose action is one of ``names`` or starts with one of ``prefixes``, in
+        order, without reading the others (the store's action index)."""
+        for stored in self.store.iter_actions(names, prefixes):
+            yield Entry.from_stored(stored)
+
     def root(self, size: int | None = None) -> bytes:
         """The Merkle root of the first ``size`` entries (default: all)."""
         current = self.store.size()

@@ -163,6 +163,12 @@ class LedgerStore(ABC):
         """Entries with ``start <= seq < end`` in order."""
 
     @abstractmethod
+    def iter_actions(self, names: Sequence[str] = (), prefixes: Sequence[str] = ()
+                     ) -> Iterator[StoredEntry]:  # fmt: skip
+        """Entries (intents and outcomes) whose action is one of ``names`` or starts with one
+        of ``prefixes``, in seq order (read through the action index)."""
+
+    @abstractmethod
     def get_nodes(self, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
         """The complete-subtree hashes at ``keys`` (all must exist)."""
 
@@ -442,6 +448,29 @@ class SQLiteStore(LedgerStore):
                 f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq >= ? AND seq < ? "
                 "ORDER BY seq LIMIT ?",
                 (pos, upper, _READ_CHUNK),
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield _row_entry(row)
+            pos = int(rows[-1][0]) + 1
+
+    def iter_actions(self, names: Sequence[str] = (), prefixes: Sequence[str] = ()
+                     ) -> Iterator[StoredEntry]:  # fmt: skip
+        # A prefix is a half-open range of the text order, so the action index serves it
+        # (LIKE would not, with SQLite's default case-insensitive LIKE).
+        terms = ["action = ?"] * len(names) + ["(action >= ? AND action < ?)"] * len(prefixes)
+        if not terms:
+            return
+        params: list[Any] = [*names]
+        for prefix in prefixes:
+            params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        pos = 0
+        while True:
+            rows = self._read(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq >= ? AND ({' OR '.join(terms)}) "
+                "ORDER BY seq LIMIT ?",
+                (pos, *params, _READ_CHUNK),
             )
             if not rows:
                 return

@@ -30,9 +30,7 @@ def _activated(ledger: Any) -> dict[str, str]:
     """Asset -> version of its last succeeded ``baseline.activate`` (write-ahead pairs)."""
     pending: dict[int, tuple[str, str]] = {}
     active: dict[str, str] = {}
-    for entry in ledger.entries():
-        if entry.action != "baseline.activate":
-            continue
+    for entry in ledger.entries_of(["baseline.activate"]):
         predicate = entry.statement()["predicate"]
         if entry.kind == "intent":
             pending[entry.seq] = (predicate["asset"], predicate["version"])
