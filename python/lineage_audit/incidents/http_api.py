@@ -34,10 +34,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from aiohttp import web
 
 from ..server.auth import Authenticator, AuthError
+from ..server.http import json_error
 from .errors import IncidentError, status_of
 from .halt import HaltHook
 from .manager import IncidentManager
@@ -49,14 +49,6 @@ __all__ = ["MAX_BODY_BYTES", "MAX_UPLOAD_BYTES", "incident_routes"]
 
 MAX_BODY_BYTES = 64 << 10  # a note or a reason; nothing bigger belongs here
 MAX_UPLOAD_BYTES = 64 << 20  # an attribution job's results, base64 (gRPC allows 64 MiB too)
-_HTTP_FOR = {grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403}
-
-
-def _error(status: int, message: str, field: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return web.json_response(body, status=status)
 
 
 async def _json_body(request: web.Request, allowed: set[str], *,
@@ -98,9 +90,9 @@ def incident_routes(manager: IncidentManager, hook: HaltHook, auth: Authenticato
             try:
                 return await handler(request)
             except AuthError as exc:
-                return _error(_HTTP_FOR.get(exc.code, 401), exc.message)
+                return json_error(exc.http_status, exc.message)
             except IncidentError as exc:
-                return _error(status_of(exc)[0], str(exc), exc.field)
+                return json_error(status_of(exc)[0], str(exc), field=exc.field)
 
         return run
 

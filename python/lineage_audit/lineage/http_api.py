@@ -14,12 +14,11 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from typing import Any
 
-import grpc
 from aiohttp import web
 
 from ..server.auth import Authenticator, AuthError
+from ..server.http import json_error
 from .events import MAX_EVENT_BYTES, EventError
 from .ingest import ShuttingDown
 from .service import LineageService
@@ -27,14 +26,6 @@ from .service import LineageService
 __all__ = ["MAX_BATCH_BYTES", "lineage_routes"]
 
 MAX_BATCH_BYTES = 16 << 20
-_HTTP_FOR = {grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403}
-
-
-def _error(status: int, message: str, path: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": message}
-    if path is not None:
-        body["path"] = path
-    return web.json_response(body, status=status)
 
 
 async def _body(request: web.Request, limit: int) -> bytes:
@@ -67,13 +58,13 @@ def lineage_routes(service: LineageService, auth: Authenticator) -> list[web.Rou
             events = parsed if batch else [parsed]
             result = await service.ingest(events, who)
         except AuthError as exc:
-            return _error(_HTTP_FOR.get(exc.code, 401), exc.message)
+            return json_error(exc.http_status, exc.message)
         except web.HTTPRequestEntityTooLarge as exc:
-            return _error(413, f"request body too large: {exc.text}")
+            return json_error(413, f"request body too large: {exc.text}")
         except EventError as exc:
-            return _error(400, str(exc), exc.field)
+            return json_error(400, str(exc), path=exc.field)
         except ShuttingDown as exc:
-            return _error(503, str(exc))
+            return json_error(503, str(exc))
         return web.json_response(
             {"accepted": result.accepted, "ledger_seq": result.record_seq}, status=201
         )
@@ -93,10 +84,10 @@ def lineage_routes(service: LineageService, auth: Authenticator) -> list[web.Rou
                 raise EventError("nodeId", "missing query parameter")
             return web.json_response(service.lineage(node, depth))
         except AuthError as exc:
-            return _error(_HTTP_FOR.get(exc.code, 401), exc.message)
+            return json_error(exc.http_status, exc.message)
         except EventError as exc:
             status = 404 if "not in the lineage graph" in exc.problem else 400
-            return _error(status, str(exc), exc.field)
+            return json_error(status, str(exc), path=exc.field)
 
     async def findings(request: web.Request) -> web.Response:
         try:
@@ -106,9 +97,9 @@ def lineage_routes(service: LineageService, auth: Authenticator) -> list[web.Rou
                 raise EventError("k", "expected >= 2", k)
             return web.json_response({"findings": service.findings(k)})
         except AuthError as exc:
-            return _error(_HTTP_FOR.get(exc.code, 401), exc.message)
+            return json_error(exc.http_status, exc.message)
         except EventError as exc:
-            return _error(400, str(exc), exc.field)
+            return json_error(400, str(exc), path=exc.field)
 
     return [
         web.post("/api/v1/lineage", post_one),

@@ -89,6 +89,11 @@ _MIN_PLAIN_TOKEN = 16  # characters; shorter tokens are guessable
 class AuthError(RequestError):
     """A call refused for its credentials: UNAUTHENTICATED, or PERMISSION_DENIED."""
 
+    @property
+    def http_status(self) -> int:
+        """The same refusal on the HTTP side: 403 for PERMISSION_DENIED, else 401."""
+        return 403 if self.code == grpc.StatusCode.PERMISSION_DENIED else 401
+
 
 def _unauthenticated(message: str) -> AuthError:
     return AuthError(grpc.StatusCode.UNAUTHENTICATED, message)

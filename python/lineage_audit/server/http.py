@@ -15,6 +15,7 @@ import logging
 import ssl
 from collections.abc import Callable, Iterable
 from importlib import metadata
+from typing import Any
 
 from aiohttp import web
 
@@ -52,8 +53,13 @@ def package_version() -> str:
 # --- errors as JSON ---------------------------------------------------------------------------
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+def json_error(status: int, message: str, *, headers: dict[str, str] | None = None,
+               **fields: Any) -> web.Response:  # fmt: skip
+    """``{"error": message, **fields}`` (fields that are None left out) with ``status``: the
+    one error shape of every HTTP route (the lineage and incident routes add the JSON path or
+    field that is wrong)."""
+    body = {"error": message, **{k: v for k, v in fields.items() if v is not None}}
+    return web.json_response(body, status=status, headers=headers)
 
 
 def _message(request: web.Request, exc: web.HTTPException) -> str:
@@ -80,10 +86,10 @@ async def _json_errors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and other non-errors pass through untouched
-        return _error(exc.status, _message(request, exc), _passed_headers(exc))
+        return json_error(exc.status, _message(request, exc), headers=_passed_headers(exc))
     except Exception:
         log.exception("HTTP %s %s failed", request.method, request.path)
-        return _error(500, "internal server error")
+        return json_error(500, "internal server error")
 
 
 # --- routes -----------------------------------------------------------------------------------
