@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 
 import grpc
 import numpy as np
@@ -101,14 +102,25 @@ class Served:
         assert "halt" in levels, levels
 
 
+@contextmanager
+def serving(config: ServerConfig):
+    """A server on the config's ledger, as :class:`Served` (channel and ledger closed after)."""
+    ledger = Ledger.open(config.ledger_db, config.ledger_keys)
+    try:
+        with ServerThread(config, ledger=ledger) as server:
+            s = Served(server, ledger)
+            try:
+                yield s
+            finally:
+                s.channel.close()
+    finally:
+        ledger.close()
+
+
 @pytest.fixture
 def served(config):
-    ledger = Ledger.open(config.ledger_db, config.ledger_keys)
-    with ServerThread(config, ledger=ledger) as server:
-        s = Served(server, ledger)
+    with serving(config) as s:
         yield s
-        s.channel.close()
-    ledger.close()
 
 
 def _opened(served: Served) -> incidents_pb2.IncidentEvent:

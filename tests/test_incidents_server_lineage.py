@@ -15,14 +15,13 @@ import uuid
 import pytest
 from incidents_data import incident_server_config
 from lineage_audit.ledger import Ledger
-from lineage_audit.server import ServerThread
 from lineage_data import dataset as ds
 from lineage_data import run_event as ev
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
 from server_fixtures import fit_small_baseline
-from test_incidents_server import TOKENS, Served
+from test_incidents_server import TOKENS, Served, serving
 
 POLICY = """
 [policy]
@@ -89,12 +88,8 @@ def baseline_dir(tmp_path_factory):
 def served(tmp_path, baseline_dir):
     lineage = '[lineage]\ndb = "lineage.db"\n\n'
     config = incident_server_config(tmp_path, baseline_dir, POLICY, TOKENS, extra=lineage)
-    ledger = Ledger.open(config.ledger_db, config.ledger_keys)
-    with ServerThread(config, ledger=ledger) as server:
-        s = Served(server, ledger)
+    with serving(config) as s:
         yield s
-        s.channel.close()
-    ledger.close()
 
 
 def _post(served: Served, events: list[dict]) -> None:
