@@ -161,13 +161,23 @@ class LineageGraph:
 
     def openlineage_events(self, key: DatasetKey) -> int:
         """Events that named this dataset (under any alias), as input or output."""
-        return sum(n for k, n in self.mentions.items() if self.canonical(k) == self.canonical(key))
+        return self.presence()[0][self.canonical(key)]
 
     def emissions(self, key: DatasetKey) -> int:
         """Events that wrote this dataset (under any alias): its producer's own lineage. Tier 1
         counts these as a source's OpenLineage presence: a source that only appears as some
         consumer's input has told nobody where it comes from."""
-        return sum(n for k, n in self.emitted.items() if self.canonical(k) == self.canonical(key))
+        return self.presence()[1][self.canonical(key)]
+
+    def presence(self) -> tuple[Counter[DatasetKey], Counter[DatasetKey]]:
+        """Events naming and events writing each canonical dataset, summed over its aliases
+        (counted per alias as events arrive; an alias learned later merges them here)."""
+        named: Counter[DatasetKey] = Counter()
+        written: Counter[DatasetKey] = Counter()
+        for counts, into in ((self.mentions, named), (self.emitted, written)):
+            for key, n in counts.items():
+                into[self.canonical(key)] += n
+        return named, written
 
     def datasets(self) -> set[DatasetKey]:
         return set(self.by_name)

@@ -168,17 +168,13 @@ def marquez_lineage(graph: LineageGraph, node_id: str, depth: int) -> dict[str, 
             if nxt not in seen:
                 seen[nxt] = seen[node] + 1
                 queue.append(nxt)
+    named, written = graph.presence()  # Tier 1's presence: what Tier 1 counts is "emitted"
     for node in seen:
         if node.startswith("dataset:"):
             entry = data[node]
-            entry["openlineage"] = _presence(graph, (entry["namespace"], entry["name"]))
+            key = graph.canonical((entry["namespace"], entry["name"]))
+            entry["openlineage"] = {"events": named[key], "emitted": written[key]}
     return {"graph": [_marquez_node(n, edges, back, data, seen) for n in sorted(seen)]}
-
-
-def _presence(graph: LineageGraph, key: tuple[str, str]) -> dict[str, int]:
-    """Tier 1's OpenLineage presence of a dataset: events naming it, and events writing it
-    (its producer's own emission, what Tier 1 counts)."""
-    return {"events": graph.openlineage_events(key), "emitted": graph.emissions(key)}
 
 
 def _marquez_node(node, edges, back, data, seen) -> dict[str, Any]:
