@@ -26,7 +26,7 @@ tests compare the product's findings with :meth:`Scenario.truth`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -129,9 +129,6 @@ class Scenario:
     end_hour: int = 78
     sources: tuple[Source, ...] = field(default=SOURCES)
 
-    def with_(self, **changes: Any) -> Scenario:
-        return replace(self, **changes)
-
     # --- the share of model output over time -----------------------------------------------
 
     def syndicated_share(self, hour: int) -> float:
@@ -144,10 +141,6 @@ class Scenario:
         return self.peak_share * x * x
 
     # --- time --------------------------------------------------------------------------------
-
-    @staticmethod
-    def time_of(hour: float) -> datetime:
-        return T0 + timedelta(hours=hour)
 
     @staticmethod
     def time_ns(hour: float) -> int:
