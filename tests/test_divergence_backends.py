@@ -115,13 +115,84 @@ def test_unavailable_backends_say_why():
             make_backend("torch", device="cuda")
 
 
-def test_auto_choice_follows_measured_crossovers():
-    # Measured here (benches/bench_divergence.py): KeOps on CPU is 21-32x slower than blocked
-    # GEMM even at D=16, so auto uses numpy on CPU at every dimension and size.
-    for dim in (8, 16, 384, 768):
+def test_auto_choice_follows_measured_crossovers(monkeypatch):
+    # Measured here (benches/bench_divergence.py): KeOps on CPU beats blocked GEMM up to D=24
+    # (vector exp, reference as columns); numpy beyond, and for small reductions.
+    for dim in (8, 16, 24):
+        assert auto_backend_name(dim, 10**9, "cpu") == ("keops", "cpu")
+    for dim in (32, 384, 768):
         assert auto_backend_name(dim, 10**9, "cpu") == ("numpy", "cpu")
     assert auto_backend_name(16, 100, "cpu") == ("numpy", "cpu")
     assert auto_backend_name(768, 10**9, "auto")[1] == "cpu"  # no GPU here
+    # KeOps compiles on first use: without a C++ compiler auto must not pick it.
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    assert auto_backend_name(16, 10**9, "cpu") == ("numpy", "cpu")
+
+
+@pytest.mark.skipif("keops" not in AVAILABLE, reason="pykeops not installed")
+def test_keops_passes_low_dimensions_as_columns():
+    rng = np.random.default_rng(9)
+    backend = make_backend("keops", device="cpu")
+    low, high = backend.to_device(_unit(rng, 50, 16)), backend.to_device(_unit(rng, 50, 96))
+    assert low.columns is not None and low.columns.shape == (16, 50)
+    np.testing.assert_array_equal(low.columns.T, low.rows)
+    assert high.columns is None
+    part = low[10:20]  # slicing keeps both layouts in step, without a copy
+    np.testing.assert_array_equal(part.columns.T, low.rows[10:20])
+    assert np.shares_memory(part.columns, low.columns)
+
+
+_KEOPS_FLAGS_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from lineage_audit.divergence import make_backend, prepare_embeddings
+    rng = np.random.default_rng(4)
+    x = prepare_embeddings(rng.standard_normal((500, 16)))
+    y = prepare_embeddings(rng.standard_normal((40, 16)))
+    keops = make_backend("keops", device="cpu")
+    got = keops.cross_row_means(y, x, 0.7)
+    want = make_backend("numpy").cross_row_means(y, x, 0.7)
+    tiny = np.array([1e-38], dtype=np.float32) / np.float32(100)  # a subnormal result
+    print(json.dumps({
+        "flags": keops.compiler_flags,
+        "max_rel": float(np.max(np.abs(got - want) / want)),
+        "subnormal_kept": bool(tiny[0] != 0),
+    }))
+    """
+)
+
+
+def _keops_in_fresh_process(env_extra: dict[str, str]) -> dict:
+    import os
+
+    env = {**os.environ, **env_extra}
+    out = subprocess.run(
+        [sys.executable, "-c", _KEOPS_FLAGS_SCRIPT],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif("keops" not in AVAILABLE, reason="pykeops not installed")
+def test_keops_cpu_flags_vectorise_without_flushing_subnormals():
+    # -ffast-math would link crtfastmath.o and turn on flush-to-zero for the whole process
+    # when KeOps loads its module; our flags get vector exp without it.
+    from lineage_audit.divergence.backends.keops_backend import CPU_CXXFLAGS
+
+    result = _keops_in_fresh_process({})
+    assert CPU_CXXFLAGS in result["flags"] and "-ffast-math" not in result["flags"]
+    assert result["subnormal_kept"], "loading the KeOps module turned on flush-to-zero"
+    assert result["max_rel"] < 1e-5
+
+
+@pytest.mark.skipif("keops" not in AVAILABLE, reason="pykeops not installed")
+def test_keops_flags_can_be_replaced():
+    # An empty override keeps KeOps' own flags (portable scalar code): same numbers, slower.
+    result = _keops_in_fresh_process({"LINEAGE_AUDIT_KEOPS_CXXFLAGS": ""})
+    assert "-march=native" not in result["flags"]
+    assert result["subnormal_kept"] and result["max_rel"] < 1e-5
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ backend on the same data; the figures behind each constant are quoted beside it.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from collections.abc import Callable
 
 from ..errors import BackendUnavailable
@@ -24,29 +26,35 @@ BACKENDS: dict[str, Callable[..., KernelBackend]] = {
     "keops": KeOpsBackend,
 }
 
-# On CPU, KeOps never beat blocked GEMM on this machine (2-core AMD EPYC; KeOps compiles its
-# CPU reductions as portable scalar C++, GEMM runs in BLAS). benches/bench_divergence.py,
-# quiet run in docs/benchmarks.md (Tier 3), kernel phase (cross n x M + within n x n),
-# KeOps vs numpy GEMM: D=16 32.7 vs 1.0 ms (M=5000, n=256) and 351 vs 14.9 ms (M=20000,
-# n=1024), 21-32x slower; D=384 115-131x, D=768 127x slower. After the KeOps backend moved
-# to the squared-distance form: 5.2-5.7x slower at D=16 (same bench, --dims 16).
-# torch CPU vs numpy: within +-15 % at D=16, 7-27 % slower at D>=384, so `auto` keeps numpy
-# on CPU and never picks KeOps there (it stays selectable by name: bounded memory, no BLAS).
-KEOPS_CPU_MAX_DIM = 0
+# On CPU, KeOps is the fastest backend at low dimension once its reductions are compiled with
+# vector exp and the reference passed as columns (keops_backend.py). benches/bench_divergence.py,
+# runs in docs/benchmarks.md (Tier 3, "KeOps on the CPU"), kernel phase (cross n x M + within
+# n x n), KeOps over numpy GEMM time at D=16: 0.66-0.84 with OPENBLAS_CORETYPE=Haswell and
+# 0.31-0.40 with OpenBLAS's own choice (its thin-GEMM kernels are slower there). At M=20,000,
+# n=1,024 (Haswell): D=24 17.7 vs 20.1 ms, D=32 23.6 vs 22.1 ms, D=48 49 vs 24 ms; so KeOps
+# up to D=24. torch CPU vs numpy: within +-15 % at D=16, 7-27 % slower at D>=384, so `auto`
+# never picks torch on the CPU.
+KEOPS_CPU_MAX_DIM = 24
 # On a GPU, KeOps keeps its advantage to higher dimension (published KeOps figures; not
 # measured here: no GPU).
 KEOPS_GPU_MAX_DIM = 128
 # Below this many kernel evaluations, torch's per-call overhead outweighs cuBLAS speed.
 # Not measured (no GPU here): an estimate (~1 ms of launch and copy overhead per call).
 GPU_MIN_PAIRS = 1 << 20
-# KeOps pays a fixed cost per call (argument checks, dispatch into the compiled module) that
-# small reductions such as one window's own n x n term never amortise (inactive on CPU while
-# KEOPS_CPU_MAX_DIM is 0).
-KEOPS_MIN_PAIRS = 1 << 20
+# KeOps pays a fixed cost per call (~0.08 ms here: argument checks, dispatch into the compiled
+# module). At a 256-row window's own 256 x 256 term it already matched numpy (0.11-0.12 vs
+# 0.13-0.14 ms at D=16), so below this size numpy is used.
+KEOPS_MIN_PAIRS = 1 << 16
 
 
 def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+def _keops_can_compile() -> bool:
+    # KeOps compiles its CPU reductions on first use: without a C++ compiler it would fail
+    # at the first window, so `auto` does not pick it (it stays selectable by name).
+    return _installed("pykeops") and bool(shutil.which(os.environ.get("CXX") or "g++"))
 
 
 def cuda_available() -> bool:
@@ -67,7 +75,7 @@ def auto_backend_name(dimension: int, pairs: int, device: str = "auto") -> tuple
         if keops and dimension <= KEOPS_GPU_MAX_DIM:
             return "keops", device
         return ("torch" if _installed("torch") else "cupy"), device
-    if keops and dimension <= KEOPS_CPU_MAX_DIM and pairs >= KEOPS_MIN_PAIRS:
+    if dimension <= KEOPS_CPU_MAX_DIM and pairs >= KEOPS_MIN_PAIRS and _keops_can_compile():
         return "keops", "cpu"
     return "numpy", "cpu"
 
