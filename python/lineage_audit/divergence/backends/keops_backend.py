@@ -1,6 +1,6 @@
 """KeOps backend (pykeops): kernel sums as compiled reductions that never build a kernel block.
 
-On CPU it is the fastest backend at low dimension (D=16 here; ``select.KEOPS_CPU_MAX_DIM``),
+On CPU it is the fastest backend at low dimension (up to D=24 here; ``select.KEOPS_CPU_MAX_DIM``),
 and it needs no BLAS. KeOps compiles every reduction with the system C++ compiler the first
 time it meets it (seconds; cached on disk), and the same formulas run on CUDA with
 ``device="cuda"`` (written, untested here: no GPU).
