@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -163,16 +164,18 @@ _KEOPS_FLAGS_SCRIPT = textwrap.dedent(
 )
 
 
-def _keops_in_fresh_process(env_extra: dict[str, str]) -> dict:
-    import os
-
+def _last_line_in_fresh_process(script: str, env_extra: dict[str, str]) -> str:
+    # keopscore reads its compiler flags once, at first import: each case needs a new process.
     env = {**os.environ, **env_extra}
     out = subprocess.run(
-        [sys.executable, "-c", _KEOPS_FLAGS_SCRIPT],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env
+    )
     assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _keops_in_fresh_process(env_extra: dict[str, str]) -> dict:
+    return json.loads(_last_line_in_fresh_process(_KEOPS_FLAGS_SCRIPT, env_extra))
 
 
 @pytest.mark.skipif("keops" not in AVAILABLE, reason="pykeops not installed")
@@ -185,6 +188,26 @@ def test_keops_cpu_flags_vectorise_without_flushing_subnormals():
     assert CPU_CXXFLAGS in result["flags"] and "-ffast-math" not in result["flags"]
     assert result["subnormal_kept"], "loading the KeOps module turned on flush-to-zero"
     assert result["max_rel"] < 1e-5
+
+
+@pytest.mark.skipif("keops" not in AVAILABLE, reason="pykeops not installed")
+def test_keops_compile_failure_is_a_clear_error():
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from lineage_audit.divergence import BackendUnavailable, make_backend, prepare_embeddings
+        x = prepare_embeddings(np.random.default_rng(1).standard_normal((50, 12)))
+        backend = make_backend("keops", device="cpu")
+        try:
+            backend.cross_row_means(x, x, 0.5)
+        except BackendUnavailable as error:
+            print(error)
+        """
+    )
+    flags = {"LINEAGE_AUDIT_KEOPS_CXXFLAGS": "-fno-such-flag-here"}
+    message = _last_line_in_fresh_process(script, flags)
+    assert "backend keops: its D=12 reduction did not compile" in message
+    assert "-fno-such-flag-here" in message and "LINEAGE_AUDIT_KEOPS_CXXFLAGS=''" in message
 
 
 @pytest.mark.skipif("keops" not in AVAILABLE, reason="pykeops not installed")

@@ -188,10 +188,23 @@ class KeOpsBackend(KernelBackend):
     def _row_sums(self, y: np.ndarray, x: KeOpsOperand, gamma: float) -> np.ndarray:
         g = np.array([gamma], dtype=np.float32)
         columns = x.columns is not None
-        routine = self._routine(x.rows.shape[1], columns)
+        dimension = x.rows.shape[1]
+        first_call = (dimension, columns) not in self._routines
+        routine = self._routine(dimension, columns)
         operands = [c.reshape(-1, 1) for c in x.columns] if columns else [x.rows]
-        with contextlib.redirect_stdout(io.StringIO()):  # first call: compiler chatter
-            sums = routine(y, *operands, g, backend=self._keops_backend)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # first call: compiler chatter
+                sums = routine(y, *operands, g, backend=self._keops_backend)
+        except Exception as error:
+            if not first_call:
+                raise
+            del self._routines[(dimension, columns)]
+            raise BackendUnavailable(
+                f"backend keops: its D={dimension} reduction did not compile or load "
+                f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200]}); "
+                f"flags {self.compiler_flags.strip()!r}. Set {CXXFLAGS_ENV}='' for KeOps' "
+                "own flags, or choose backend numpy"
+            ) from error
         return np.asarray(sums[:, 0], dtype=np.float64)
 
     def cross_row_means(self, y: Any, x: Any, gamma: float) -> np.ndarray:
