@@ -213,7 +213,7 @@ class TransformersOnlyTokenizer:
         return self.tokenizer(*args, **kwargs)
 
     def __getattr__(self, name: str):
-        if name == "_tokenizer":
+        if name == "backend_tokenizer":
             raise AttributeError(name)
         return getattr(self.tokenizer, name)
 
@@ -225,6 +225,7 @@ def test_the_tokenizer_backend_shortcut_gives_transformers_ids(tiny) -> None:
     direct = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", batch_size=2)
     plain = TransformersScorer(tiny.model, TransformersOnlyTokenizer(tiny.tokenizer),
                                device="cpu", batch_size=2)  # fmt: skip
+    assert hasattr(tiny.tokenizer.backend_tokenizer, "encode_batch_fast")  # the shortcut's way
     assert direct._encode(texts) == [list(ids) for ids in tiny.tokenizer(texts)["input_ids"]]
     assert plain._encode(texts) == direct._encode(texts)
     a, b = score_texts(direct, texts), score_texts(plain, texts)

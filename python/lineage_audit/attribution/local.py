@@ -260,13 +260,13 @@ class TransformersScorer(Scorer):
     def _encode(self, texts: list[str]) -> list[list[int]]:
         """Each text's ids without special tokens.
 
-        A fast tokenizer's Rust backend is asked directly with ``encode_batch_fast`` (no
-        character offsets, which nothing here uses; half the time of the transformers
-        call): the transformers call just made for the first text has configured the
-        backend (no truncation, no padding, its special-token splitting), and the first
-        text's ids must equal what transformers gives, else every text goes through
-        transformers."""
-        backend = getattr(self.tokenizer, "_tokenizer", None)
+        A fast tokenizer's Rust backend (its public ``backend_tokenizer``) is asked directly
+        with ``encode_batch_fast`` (no character offsets, which nothing here uses; half the
+        time of the transformers call): the transformers call just made for the first text
+        has configured the backend (no truncation, no padding, its special-token splitting),
+        and the first text's ids must equal what transformers gives, else every text goes
+        through transformers."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
         fast = getattr(backend, "encode_batch_fast", None)
         if (
             fast is not None
