@@ -376,3 +376,22 @@ def test_strong_components_agree_with_mutual_reachability():
             for b in nodes:
                 same = b in reach[a] and a in reach[b]
                 assert (component[a] == component[b]) == same, (edges, a, b)
+
+
+def test_store_finds_events_by_digest_through_its_index(tmp_path):
+    store = SQLiteLineageStore(tmp_path / "lineage.db")
+    bodies = [(f"{i:064x}", f'{{"n": {i}}}'.encode()) for i in range(1200)]
+    store.add(bodies[:700], record_seq=3, received_ns=1)
+    store.add(bodies[700:], record_seq=4, received_ns=2)
+    wanted = [bodies[i][0] for i in (1100, 5, 699, 700)] + ["f" * 64]  # one never stored
+    found = store.by_digests(wanted)
+    assert [e.body for e in found] == [bodies[i][1] for i in (5, 699, 700, 1100)]  # arrival
+    assert [(e.record_seq, e.batch_index) for e in found] == [(3, 5), (3, 699), (4, 0), (4, 400)]
+    # more digests than one IN (...) query takes: every stored one comes back, once
+    everything = store.by_digests([d for d, _ in reversed(bodies)])
+    assert [e.sha256 for e in everything] == [d for d, _ in bodies]
+    plan = store._conn.execute(
+        "EXPLAIN QUERY PLAN SELECT body FROM lineage_events WHERE sha256 IN (?)", (wanted[0],)
+    ).fetchall()
+    assert any("USING INDEX" in row[-1] for row in plan), plan  # no table scan
+    store.close()

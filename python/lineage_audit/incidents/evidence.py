@@ -161,7 +161,7 @@ def lineage_subgraph(graph, store, node_id: str, *, lock=None):
         for node in [*came, *(("run", r) for r in runs)]:
             wanted |= graph.sources_of.get(node, set())
     # Events stored after the walk are not in ``wanted``: the subgraph is the walk's.
-    events = [read_stored_event(e.body) for e in store.events() if e.sha256 in wanted]
+    events = [read_stored_event(e.body) for e in store.by_digests(sorted(wanted))]
     return LineageGraph(events), wanted
 
 

@@ -53,7 +53,7 @@ def build_path_proof(
     graph: LineageGraph, store: LineageStore, ledger: Ledger, node_id: str
 ) -> dict[str, Any]:
     digests = ancestry_events(graph, node_id)
-    stored = [e for e in store.events() if e.sha256 in digests]
+    stored = store.by_digests(sorted(digests))
     missing = [e for e in stored if e.record_seq is None]
     if missing:
         raise EventError("node_id", "some ancestry events were stored without a ledger", node_id)

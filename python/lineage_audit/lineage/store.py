@@ -46,6 +46,10 @@ class LineageStore(ABC):
         """Every stored event with id > ``after``, in arrival order."""
 
     @abstractmethod
+    def by_digests(self, digests: Sequence[str]) -> list[StoredEvent]:
+        """The stored events among ``digests``, in arrival order (an index lookup: no scan)."""
+
+    @abstractmethod
     def batch(self, record_seq: int) -> list[StoredEvent]:
         """The events of one ingest record, in batch order."""
 
@@ -72,6 +76,10 @@ BEGIN SELECT RAISE(ABORT, 'lineage_events is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS lineage_events_no_delete BEFORE DELETE ON lineage_events
 BEGIN SELECT RAISE(ABORT, 'lineage_events is append-only'); END;
 """
+
+
+# Digests per "IN (...)" query: well under SQLite's default limit of bound parameters.
+_IN_CHUNK = 500
 
 
 class SQLiteLineageStore(LineageStore):
@@ -109,8 +117,8 @@ class SQLiteLineageStore(LineageStore):
     def known(self, digests):
         found: set[str] = set()
         with self._lock:
-            for start in range(0, len(digests), 500):
-                chunk = list(digests[start : start + 500])
+            for start in range(0, len(digests), _IN_CHUNK):
+                chunk = list(digests[start : start + _IN_CHUNK])
                 marks = ",".join("?" * len(chunk))
                 found.update(
                     row[0]
@@ -128,6 +136,23 @@ class SQLiteLineageStore(LineageStore):
                 (after,),
             ).fetchall()
         return (StoredEvent(*row) for row in rows)
+
+    def by_digests(self, digests: Sequence[str]) -> list[StoredEvent]:
+        found: list[StoredEvent] = []
+        digests = list(digests)
+        with self._lock:
+            for start in range(0, len(digests), _IN_CHUNK):
+                chunk = digests[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found += [
+                    StoredEvent(*row)
+                    for row in self._conn.execute(
+                        "SELECT id, sha256, body, record_seq, batch_index, batch_size, received_ns"
+                        f" FROM lineage_events WHERE sha256 IN ({marks})",
+                        chunk,
+                    )
+                ]
+        return sorted(found, key=lambda e: e.id)
 
     def batch(self, record_seq: int) -> list[StoredEvent]:
         with self._lock:
