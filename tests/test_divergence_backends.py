@@ -248,3 +248,13 @@ def test_large_reference_scores_in_bounded_memory(tmp_path):
     assert result["rows"] == 256 and 0 < result["xy"] < 1
     # the reference alone is 0.57 GiB; blocks add 16 MiB each
     assert result["peak_rss_gib"] < 3.0, result
+
+
+@pytest.mark.skipif("keops" not in AVAILABLE, reason="pykeops not installed")
+def test_keops_compiles_when_the_scorer_is_built_not_at_the_first_window():
+    from lineage_audit.divergence import Bandwidth, KernelScorer
+
+    backend = make_backend("keops", device="cpu")
+    assert backend._routines == {}
+    KernelScorer(_unit(np.random.default_rng(6), 40, 16), Bandwidth(1.0), backend, xx=0.0)
+    assert set(backend._routines) == {(16, True)}  # compiled (or loaded) and ready

@@ -73,5 +73,10 @@ class KernelBackend(ABC):
     def pair_sum(self, y: Any, gamma: float) -> float:
         """``sum_{i != j} k(y_i, y_j)`` over ordered pairs."""
 
+    def prepare(self, dimension: int) -> None:
+        """Get ready for reductions at ``dimension`` (a backend that compiles does it here,
+        so that it is not the first window that waits). Nothing to do by default."""
+        return None
+
     def blocks(self, rows: int) -> range:
         return range(0, rows, self.block_rows)

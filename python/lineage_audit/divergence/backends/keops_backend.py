@@ -160,6 +160,13 @@ class KeOpsBackend(KernelBackend):
         columns = np.ascontiguousarray(rows.T) if self.uses_columns(rows.shape[1]) else None
         return KeOpsOperand(rows, columns)
 
+    def prepare(self, dimension: int) -> None:
+        # One tiny reduction compiles (first time on this host, seconds) or loads the
+        # dimension's module: a server pays it when it loads a baseline, not at a window.
+        probe = np.zeros((2, dimension), dtype=np.float32)
+        probe[:, 0] = 1.0
+        self.cross_row_means(probe, probe, 1.0)
+
     def _routine(self, dimension: int, columns: bool) -> Any:
         key = (dimension, columns)
         if key not in self._routines:
