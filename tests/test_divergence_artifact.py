@@ -123,6 +123,13 @@ def test_fit_job_is_a_write_ahead_ledger_action(ledger, tmp_path):
     assert outcome["predicate"]["result"]["version"] == baseline.version
     assert outcome["predicate"]["result"]["manifest_sha256"] == baseline.manifest_sha256
     assert load_baseline(tmp_path / "out").manifest_sha256 == baseline.manifest_sha256
+    # The job fits the rows it validated (no second normalised copy): the same baseline as
+    # fitting the raw file's rows directly.
+    direct = fit_baseline(table.vectors, config=CONFIG, source=str(source))
+    np.testing.assert_array_equal(direct.reference, baseline.reference)
+    assert (direct.bandwidth, direct.xx) == (baseline.bandwidth, baseline.xx)
+    for size, null in baseline.nulls.items():
+        np.testing.assert_array_equal(direct.nulls[size], null)
 
 
 def test_artifact_verifies_offline_against_its_ledger_evidence(

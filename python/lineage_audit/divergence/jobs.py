@@ -80,6 +80,7 @@ class FitJob:
                 block_rows=self.block_rows,
                 progress=self.progress,
                 source=self.table.source,
+                prepared=True,  # validate() made rows; targets are small, prepared again
             )
             save_baseline(baseline, self.out)
             act.result = {
