@@ -258,3 +258,19 @@ def test_keops_compiles_when_the_scorer_is_built_not_at_the_first_window():
     assert backend._routines == {}
     KernelScorer(_unit(np.random.default_rng(6), 40, 16), Bandwidth(1.0), backend, xx=0.0)
     assert set(backend._routines) == {(16, True)}  # compiled (or loaded) and ready
+
+
+@pytest.mark.skipif("keops" not in AVAILABLE, reason="pykeops not installed")
+def test_keops_row_layout_the_gpu_uses_gives_the_column_layouts_numbers(monkeypatch):
+    from lineage_audit.divergence.backends import keops_backend
+
+    rng = np.random.default_rng(8)
+    x, y = _unit(rng, 600, 16), _unit(rng, 90, 16)
+    columns = make_backend("keops", device="cpu", block_rows=64)
+    monkeypatch.setattr(keops_backend, "COLUMN_MAX_DIM", 0)  # rows, as on a GPU
+    rows = make_backend("keops", device="cpu", block_rows=64)
+    assert rows.to_device(x).columns is None and columns.to_device(x).columns is not None
+    want = _reference_cross(y, x, 0.9)
+    for backend in (columns, rows):
+        got = backend.cross_row_means(y, x, 0.9)
+        np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -146,11 +146,12 @@ class KeOpsBackend(KernelBackend):
         else:
             raise BackendUnavailable(f"backend keops: unknown device {device!r}")
         super().__init__(block_rows=block_rows, device=device)
+        # On a GPU KeOps stages reference rows through shared memory: rows are its own layout.
+        self.column_max_dim = COLUMN_MAX_DIM if self._keops_backend == "CPU" else 0
         self._routines: dict[tuple[int, bool], Any] = {}
 
     def uses_columns(self, dimension: int) -> bool:
-        # On a GPU KeOps stages reference rows through shared memory: rows are its own layout.
-        return self._keops_backend == "CPU" and dimension <= COLUMN_MAX_DIM
+        return dimension <= self.column_max_dim
 
     def to_device(self, array: Any) -> KeOpsOperand:
         # KeOps moves host arrays to the GPU itself; keep host float32 arrays.
