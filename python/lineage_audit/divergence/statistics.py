@@ -135,8 +135,9 @@ class KernelScorer:
         self.bandwidth = bandwidth
         self.backend = backend
         self.window_backend = window_backend or backend
-        for each in {id(backend): backend, id(self.window_backend): self.window_backend}.values():
-            each.prepare(self.dimension)
+        backend.prepare(self.dimension)  # a compiling backend compiles now, not at a window
+        if self.window_backend is not backend:
+            self.window_backend.prepare(self.dimension)
         self.reference_rows = len(reference)
         self._reference = backend.to_device(reference)
         self._targets = None if targets is None else backend.to_device(targets)

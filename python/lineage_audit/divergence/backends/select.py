@@ -28,12 +28,13 @@ BACKENDS: dict[str, Callable[..., KernelBackend]] = {
 
 # On CPU, KeOps is the fastest backend at low dimension once its reductions are compiled with
 # vector exp and the reference passed as columns (keops_backend.py). benches/bench_divergence.py,
-# runs in docs/benchmarks.md (Tier 3, "KeOps on the CPU"), kernel phase (cross n x M + within
-# n x n), KeOps over numpy GEMM time at D=16: 0.66-0.84 with OPENBLAS_CORETYPE=Haswell and
-# 0.31-0.40 with OpenBLAS's own choice (its thin-GEMM kernels are slower there). At M=20,000,
+# runs of 2026-11-30 in docs/benchmarks.md (Tier 3), kernel phase (cross n x M + within n x n),
+# KeOps over numpy GEMM time at D=16 for M 5k/20k x n 256/1,024: 0.39-0.67 with OpenBLAS's own
+# kernel choice, 0.65-0.95 with OPENBLAS_CORETYPE=Haswell (faster thin GEMM). At M=20,000,
 # n=1,024 (Haswell): D=24 17.7 vs 20.1 ms, D=32 23.6 vs 22.1 ms, D=48 49 vs 24 ms; so KeOps
-# up to D=24. torch CPU vs numpy: within +-15 % at D=16, 7-27 % slower at D>=384, so `auto`
-# never picks torch on the CPU.
+# up to D=24. torch CPU at D=16 took 0.46-1.25 of numpy's time, within 1 % of KeOps once and
+# slower in the other 11 (shape, run) pairs; at D>=384 it is 7-27 % slower than numpy (runs of
+# 2026-11-22). So `auto` never picks torch on the CPU.
 KEOPS_CPU_MAX_DIM = 24
 # On a GPU, KeOps keeps its advantage to higher dimension (published KeOps figures; not
 # measured here: no GPU).
