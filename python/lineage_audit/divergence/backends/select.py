@@ -33,8 +33,9 @@ BACKENDS: dict[str, Callable[..., KernelBackend]] = {
 # kernel choice, 0.65-0.95 with OPENBLAS_CORETYPE=Haswell (faster thin GEMM). At M=20,000,
 # n=1,024 (Haswell): D=24 17.7 vs 20.1 ms, D=32 23.6 vs 22.1 ms, D=48 49 vs 24 ms; so KeOps
 # up to D=24. torch CPU at D=16 took 0.46-1.25 of numpy's time, within 1 % of KeOps once and
-# slower in the other 11 (shape, run) pairs; at D>=384 it is 7-27 % slower than numpy (runs of
-# 2026-11-22). So `auto` never picks torch on the CPU.
+# slower in the other 11 (shape, run) pairs; at D>=384 it took 0.88-1.23 of numpy's time
+# (faster once, at D=384, M=20,000, n=1,024; 1.01-1.23 elsewhere). `auto` keeps numpy there:
+# one BLAS, no torch import on the scoring path.
 KEOPS_CPU_MAX_DIM = 24
 # On a GPU, KeOps keeps its advantage to higher dimension (published KeOps figures; not
 # measured here: no GPU).
