@@ -55,8 +55,9 @@ web/node_modules/.stamp: web/package.json web/package-lock.json
 web/dist/verify.html: web/node_modules/.stamp $(WEB_SRC)
 	cd web && npm run --silent build
 
-# System tools the tests use for real: the sqlite3 CLI (tamper tests) and Chromium (the
-# browser verifier's tests drive Debian's chromium with playwright-core). Debian packages.
+# System tools the tests use for real: the sqlite3 CLI (tamper tests), Chromium (the
+# browser verifier's tests drive Debian's chromium with playwright-core), g++ (KeOps) and
+# libcairo2 (the lineage picture as PNG). Debian packages.
 tools:
 	@command -v sqlite3 >/dev/null || { \
 	  echo "installing sqlite3 from Debian (the tamper tests use the real CLI)"; \
@@ -66,6 +67,10 @@ tools:
 	  echo "installing chromium from Debian (the browser verifier is tested in it, headless)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || { echo "error: chromium is missing; install it (apt-get install chromium)"; exit 2; }
+	@command -v g++ >/dev/null || { \
+	  echo "installing g++ from Debian (KeOps compiles its CPU reductions with it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null; } \
+	  || { echo "error: g++ is missing; install it (apt-get install g++)"; exit 2; }
 	@ldconfig -p | grep -q 'libcairo\.so\.2' || { \
 	  echo "installing libcairo2 from Debian (the lineage picture is rendered to PNG in the tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcairo2 >/dev/null; } \
