@@ -141,6 +141,9 @@ def test_keops_passes_low_dimensions_as_columns():
     part = low[10:20]  # slicing keeps both layouts in step, without a copy
     np.testing.assert_array_equal(part.columns.T, low.rows[10:20])
     assert np.shares_memory(part.columns, low.columns)
+    window = backend.to_device(_unit(rng, 30, 16))
+    backend.cross_row_means(window, low, 0.5)
+    assert window._columns is None  # a window is only ever the row side: no column copy
 
 
 _KEOPS_FLAGS_SCRIPT = textwrap.dedent(

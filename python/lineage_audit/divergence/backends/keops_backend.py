@@ -25,7 +25,6 @@ import io
 import os
 import platform
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -114,20 +113,30 @@ def _import_keops():
     return pykeops, Genred, keopscore.config.get_cpp_flags()
 
 
-@dataclass(frozen=True)
 class KeOpsOperand:
-    """Rows on the host, plus one contiguous array per coordinate where columns are used."""
+    """Rows on the host and, in the column layout, one contiguous array per coordinate.
 
-    rows: np.ndarray  # (n, D) float32, C order
-    columns: np.ndarray | None  # (D, n) float32, C order; None: row layout
+    The columns are made the first time the operand is a reference side (the j variables):
+    a window scored against a reference is only ever the row side and never needs them."""
+
+    def __init__(self, rows: np.ndarray, column_layout: bool, columns: Any = None) -> None:
+        self.rows = rows  # (n, D) float32, C order
+        self.column_layout = column_layout
+        self._columns = columns  # (D, n) float32 rows contiguous, once made
+
+    @property
+    def columns(self) -> np.ndarray | None:
+        if self.column_layout and self._columns is None:
+            self._columns = np.ascontiguousarray(self.rows.T)
+        return self._columns
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, rows: slice) -> KeOpsOperand:
         # Each coordinate's slice stays one contiguous run: no copy.
-        columns = None if self.columns is None else self.columns[:, rows]
-        return KeOpsOperand(self.rows[rows], columns)
+        columns = None if self._columns is None else self._columns[:, rows]
+        return KeOpsOperand(self.rows[rows], self.column_layout, columns)
 
 
 class KeOpsBackend(KernelBackend):
@@ -158,8 +167,7 @@ class KeOpsBackend(KernelBackend):
         if isinstance(array, KeOpsOperand):
             return array
         rows = np.ascontiguousarray(array, dtype=np.float32)
-        columns = np.ascontiguousarray(rows.T) if self.uses_columns(rows.shape[1]) else None
-        return KeOpsOperand(rows, columns)
+        return KeOpsOperand(rows, self.uses_columns(rows.shape[1]))
 
     def prepare(self, dimension: int) -> None:
         # One tiny reduction compiles (first time on this host, seconds) or loads the
