@@ -78,6 +78,7 @@ BEGIN SELECT RAISE(ABORT, 'lineage_events is append-only'); END;
 """
 
 
+_EVENT_COLUMNS = "id, sha256, body, record_seq, batch_index, batch_size, received_ns"
 # Digests per "IN (...)" query: well under SQLite's default limit of bound parameters.
 _IN_CHUNK = 500
 
@@ -115,50 +116,38 @@ class SQLiteLineageStore(LineageStore):
         return stored, len(rows) - stored
 
     def known(self, digests):
-        found: set[str] = set()
         with self._lock:
-            for start in range(0, len(digests), _IN_CHUNK):
-                chunk = list(digests[start : start + _IN_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    row[0]
-                    for row in self._conn.execute(
-                        f"SELECT sha256 FROM lineage_events WHERE sha256 IN ({marks})", chunk
-                    )
-                )
-        return found
+            return {row[0] for row in self._with_digests("sha256", digests)}
 
     def events(self, after: int = 0) -> Iterator[StoredEvent]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, sha256, body, record_seq, batch_index, batch_size, received_ns "
-                "FROM lineage_events WHERE id > ? ORDER BY id",
+                f"SELECT {_EVENT_COLUMNS} FROM lineage_events WHERE id > ? ORDER BY id",
                 (after,),
             ).fetchall()
         return (StoredEvent(*row) for row in rows)
 
     def by_digests(self, digests: Sequence[str]) -> list[StoredEvent]:
-        found: list[StoredEvent] = []
-        digests = list(digests)
         with self._lock:
-            for start in range(0, len(digests), _IN_CHUNK):
-                chunk = digests[start : start + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                found += [
-                    StoredEvent(*row)
-                    for row in self._conn.execute(
-                        "SELECT id, sha256, body, record_seq, batch_index, batch_size, received_ns"
-                        f" FROM lineage_events WHERE sha256 IN ({marks})",
-                        chunk,
-                    )
-                ]
+            found = [StoredEvent(*row) for row in self._with_digests(_EVENT_COLUMNS, digests)]
         return sorted(found, key=lambda e: e.id)
+
+    def _with_digests(self, columns: str, digests: Sequence[str]) -> Iterator[tuple]:
+        """``columns`` of the stored rows among ``digests``, through the sha256 index, in
+        chunks of :data:`_IN_CHUNK` (call with the lock held)."""
+        digests = list(digests)
+        for start in range(0, len(digests), _IN_CHUNK):
+            chunk = digests[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            yield from self._conn.execute(
+                f"SELECT {columns} FROM lineage_events WHERE sha256 IN ({marks})", chunk
+            )
 
     def batch(self, record_seq: int) -> list[StoredEvent]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, sha256, body, record_seq, batch_index, batch_size, received_ns "
-                "FROM lineage_events WHERE record_seq = ? ORDER BY batch_index",
+                f"SELECT {_EVENT_COLUMNS} FROM lineage_events WHERE record_seq = ?"
+                " ORDER BY batch_index",
                 (record_seq,),
             ).fetchall()
         return [StoredEvent(*row) for row in rows]
