@@ -442,18 +442,7 @@ class SQLiteStore(LedgerStore):
 
     def iter_entries(self, start: int = 0, end: int | None = None) -> Iterator[StoredEntry]:
         upper = 2**63 - 1 if end is None else end
-        pos = start
-        while pos < upper:
-            rows = self._read(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq >= ? AND seq < ? "
-                "ORDER BY seq LIMIT ?",
-                (pos, upper, _READ_CHUNK),
-            )
-            if not rows:
-                return
-            for row in rows:
-                yield _row_entry(row)
-            pos = int(rows[-1][0]) + 1
+        return self._paged("seq < ?", [upper], start)
 
     def iter_actions(self, names: Sequence[str] = (), prefixes: Sequence[str] = ()
                      ) -> Iterator[StoredEntry]:  # fmt: skip
@@ -465,10 +454,15 @@ class SQLiteStore(LedgerStore):
         params: list[Any] = [*names]
         for prefix in prefixes:
             params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
-        pos = 0
+        yield from self._paged(f"({' OR '.join(terms)})", params)
+
+    def _paged(self, where: str, params: Sequence[Any], start: int = 0) -> Iterator[StoredEntry]:
+        """Entries with seq >= ``start`` matching ``where``, in seq order, read
+        :data:`_READ_CHUNK` rows at a time (no read holds the store for long)."""
+        pos = start
         while True:
             rows = self._read(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq >= ? AND ({' OR '.join(terms)}) "
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq >= ? AND {where} "
                 "ORDER BY seq LIMIT ?",
                 (pos, *params, _READ_CHUNK),
             )
