@@ -25,7 +25,7 @@ from lineage_audit.attribution import (
     score_texts,
 )
 from lineage_audit.attribution.errors import InputError, ScorerUnavailable
-from lineage_audit.attribution.local import TransformersScorer, windows
+from lineage_audit.attribution.local import TransformersScorer, row_statistics, windows
 from lineage_audit.attribution.scores import SIGMA_FLOOR
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
@@ -127,23 +127,42 @@ class RecordingModel:
 
 def _per_text_statistics(recorded: RecordingModel, ids: list[int], first: int, size: int,
                          stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """One text's log p, mu and sigma, straight from the definition: window by window
-    (:func:`windows`), from the logits the model gave that window's own row in the run,
-    float32 log-softmax, mu = sum p log p, sigma^2 = sum p (log p)^2 - mu^2 (the same
-    float32 row operations as the scorer, here applied to this one text)."""
+    """One text's log p, mu and sigma, window by window (:func:`windows`), from the logits
+    the model gave that window's own row in the run, through the same float32 row
+    arithmetic as the scorer (:func:`row_statistics`, tested against float64 on its own),
+    here applied to this one text's rows."""
     lp, mu, sigma = [], [], []
     for begin, end, score_from in windows(len(ids), first, size, stride):
         logits = recorded.rows[tuple(ids[begin:end])]
         positions = torch.arange(score_from - begin, end - begin)
-        logp = logits[positions - 1].float().log_softmax(-1)
+        rows = logits[positions - 1].float()
         target = torch.tensor(ids[score_from:end])
-        plogp = logp.exp() * logp
-        m = plogp.sum(-1)
-        second = torch.bmm(plogp.unsqueeze(1), logp.unsqueeze(2)).view(-1)
-        lp.extend(logp[torch.arange(len(target)), target].tolist())
+        p, m, var = row_statistics(torch, rows, target, torch.empty(2, *rows.shape))
+        lp.extend(p.tolist())
         mu.extend(m.tolist())
-        sigma.extend((second - m * m).clamp(min=0).sqrt().tolist())
+        sigma.extend(var.clamp(min=0).sqrt().tolist())
     return np.array(lp), np.array(mu), np.array(sigma)
+
+
+def test_row_statistics_match_float64_definitions() -> None:
+    """log p of the target, mu = sum p log p and var = sum p (log p)^2 - mu^2 from one exp
+    per logit in float32, against float64 log-softmax; rows with -inf logits (forbidden
+    tokens: no probability mass, no contribution) and a near one-hot row included."""
+    torch.manual_seed(0)
+    logits = torch.randn(300, 75) * 4
+    logits[5, 3] = float("-inf")
+    logits[7, :10] = float("-inf")
+    logits[9, 0] = 60.0  # nearly all the mass on one token: a tiny variance
+    targets = torch.randint(10, 75, (300,))
+    lp, mu, var = row_statistics(torch, logits, targets, torch.empty(2, 300, 75))
+    exact = torch.log_softmax(logits.double(), -1)
+    plogp = torch.nan_to_num(exact.exp() * exact, nan=0.0)
+    mu64 = plogp.sum(-1)
+    var64 = torch.nan_to_num(plogp * exact, nan=0.0).sum(-1) - mu64**2
+    np.testing.assert_allclose(lp.double(), exact[torch.arange(300), targets], atol=1e-5)
+    np.testing.assert_allclose(mu.double(), mu64, atol=1e-5)
+    np.testing.assert_allclose(var.double(), var64, rtol=1e-4, atol=1e-10)
+    assert torch.isfinite(mu).all() and torch.isfinite(var).all()
 
 
 @pytest.mark.parametrize("stats_rows", [None, 7])
