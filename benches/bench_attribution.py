@@ -188,7 +188,7 @@ def measure(scorer: Any, texts: list[str], repeats: int, batch_size: int) -> dic
     padded = sum(int(ids.numel()) for ids, _ in batches)
     best_fwd, best_full = min(fwd), min(whole)
     flops = forward_flops(scorer.model, batches)
-    return {
+    result = {
         "model_id": scorer.model_id,
         "vocabulary": int(scorer.model.config.vocab_size),
         "texts": len(texts),
@@ -216,6 +216,28 @@ def measure(scorer: Any, texts: list[str], repeats: int, batch_size: int) -> dic
         # The same overhead split into its parts (separate passes with timers in them).
         "overhead_parts_vs_forward": overhead_parts(scorer, texts, config, repeats),
         "repeats": repeats,
+    }
+    result.update(per_token_costs(result))
+    return result
+
+
+def per_token_costs(result: dict[str, Any]) -> dict[str, float]:
+    """The overhead as a cost per scored token, against the forward pass's per token: the
+    overhead is a fixed cost per token (tokenizer, zlib, bookkeeping) plus the statistics'
+    cost per logit times the vocabulary, while the forward pass grows with the model, so
+    these say for which models the < 10% target can hold (docs/tier4.md)."""
+    tokens = result["scored_tokens"]
+    forward_us = result["forward_s"] / tokens * 1e6
+    parts = result["overhead_parts_vs_forward"]
+    return {
+        "forward_us_per_token": round(forward_us, 2),
+        "overhead_us_per_token": round(result["overhead_vs_forward"] * forward_us, 3),
+        "statistics_ns_per_logit": round(
+            parts["statistics"] * forward_us * 1e3 / result["vocabulary"], 3
+        ),
+        "fixed_us_per_token": round(
+            (result["overhead_vs_forward"] - parts["statistics"]) * forward_us, 3
+        ),
     }
 
 
