@@ -26,28 +26,20 @@ from lineage_audit.incidents import verify_halt_envelope
 from lineage_audit.ledger import Ledger
 from lineage_audit.server import ServerThread
 from server_fixtures import ENCODER, N, clean_rows, fit_small_baseline
+from test_incidents_server import POLICY as SERVER_POLICY
 from test_incidents_server import TOKENS, Served, _last_two, _opened
 
-POLICY = """
-[policy]
-name = "halt-test"
-version = "1"
-[asset_classes.news]
-signal = "news-sentiment"
-[asset_classes.news.roles]
-acknowledge = ["token:analyst", "token:mro"]
-resolve = ["token:mro"]
-[asset_classes.news.halt]
-enabled = true
-authorised = ["token:mro"]
-webhook = "{webhook}"
-timeout_s = 10
+# The server tests' policy, renamed, with a second asset class that has no halt hook.
+POLICY = (
+    SERVER_POLICY.replace('name = "server-test"', 'name = "halt-test"')
+    + """\
 [asset_classes.bonds]
 signal = "bonds-curve"
 [asset_classes.bonds.roles]
 acknowledge = ["token:mro"]
 resolve = ["token:mro"]
 """
+)
 
 
 @pytest.fixture(scope="module")
