@@ -169,7 +169,18 @@ def test_kill_9_under_load_then_restart_loses_no_verified_state(baseline_dir, tm
         ]
     # first run: intent only (killed); second run: intent (with where it resumed) + outcome
     assert [kind for kind, _ in runs] == ["intent", "intent", "outcome"]
-    assert runs[1][1]["resumed"]["news"]["windows"] == len(on_disk)
+    resumed = runs[1][1]["resumed"]["news"]
+    assert resumed["windows"] == len(on_disk)
+    # Every acknowledged row after the last window on disk was replayed from the journal
+    # (at most the unacknowledged batches in flight, one per client, came on top).
+    acknowledged = len(answers) * (N // 4)
+    after_last_window = acknowledged - max(r["end_row"] for r in series)
+    assert after_last_window <= resumed["journal"]["replayed_rows"] <= after_last_window + N
+    # ...and counted: the first window after the restart took them before the new rows.
+    assert (
+        resumed["journal"]["stream_row"] == window.start_row + resumed["journal"]["replayed_rows"]
+    )
+    assert reply.pending_rows == resumed["journal"]["replayed_rows"]
     assert runs[2][1]["status"] == "succeeded"
 
 

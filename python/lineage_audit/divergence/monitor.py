@@ -26,6 +26,7 @@ from .backends import DEFAULT_BLOCK_ROWS, make_backend
 from .baseline import Baseline
 from .errors import InputError
 from .inputs import prepare_embeddings
+from .journal import JournalRecord, RowJournal
 from .rules import AlertState, HaltRule, Level, Transition, WatchRule
 from .series import SeriesWriter, WindowResult
 from .statistics import KernelScorer, mean_similarity
@@ -148,6 +149,13 @@ class AssetMonitor:
         self.windows = windows
         self._offset = self._next_start = self.last_window_end = stream_row
         self.alerts.level = level
+
+    def skip_to(self, stream_row: int) -> None:
+        """Continue the stream at ``stream_row`` (after rows that were dropped, e.g. by a
+        baseline switch); only while no rows are buffered."""
+        if len(self._rows) or stream_row < self.rows_seen:
+            raise InputError("skip_to", f"the stream has rows up to {self.rows_seen}", stream_row)
+        self._offset = self._next_start = self.last_window_end = stream_row
 
     def successor(self, baseline: Baseline) -> AssetMonitor:
         """A monitor of the same asset on another baseline, continuing this one's stream: the
@@ -394,10 +402,12 @@ class Monitor:
         actor: str = "lineage-audit",
         series: SeriesWriter | None = None,
         listeners: Sequence[Listener] = (),
+        journal: RowJournal | None = None,
     ) -> None:
         self.ledger = ledger
         self.actor = actor
         self.series = series
+        self.journal = journal  # stream rows durable before observe_many returns
         self.listeners = list(listeners)
         self.assets: dict[str, AssetMonitor] = {}
 
@@ -426,6 +436,7 @@ class Monitor:
             )  # fmt: skip
         new = old.successor(baseline)
         if self.ledger is None:
+            self._cut_journal(asset, new.rows_seen)
             self.assets[asset] = new
             return new, None
         subject = [
@@ -438,9 +449,17 @@ class Monitor:
             dropped_rows=old.rows_seen - old.last_window_end,
         ) as act:  # fmt: skip
             assert act.intent is not None
+            self._cut_journal(asset, new.rows_seen)
             self.assets[asset] = new
             act.result = {"windows": new.windows, "stream_row": new.rows_seen}
         return new, act.intent.seq
+
+    def _cut_journal(self, asset: str, row: int) -> None:
+        """Rows before ``row`` (the incomplete window a switch drops) never come back."""
+        if self.journal is not None:
+            journal = self.journal.stream(asset)
+            journal.cut(row)
+            journal.commit()
 
     def _asset(self, asset: str) -> AssetMonitor:
         if asset not in self.assets:
@@ -468,6 +487,7 @@ class Monitor:
         calling :meth:`observe` once per batch in the same order.
         """
         monitor = self._asset(asset)
+        journal = self.journal.stream(asset) if self.journal is not None else None
         owners: list[tuple[int, str]] = []  # (batch index, actor) per window, in stream order
         windows: list[tuple[np.ndarray, dict[str, Any]]] = []
         marks: list[tuple[int, int | None, Exception | None]] = []
@@ -478,14 +498,39 @@ class Monitor:
             except Exception as exc:  # refused whole; the other batches go on
                 marks.append((len(windows), None, exc))
                 continue
+            if journal is not None:
+                journal.add(monitor.rows_seen, rows, stamps, actor)
             monitor.add(rows, stamps)
             ready = monitor.ready_windows()
             windows += ready
             owners += [(i, actor or self.actor)] * len(ready)
             last_end = ready[-1][1]["end_row"] if ready else last_end
             marks.append((len(windows), monitor.rows_seen - last_end, None))
-        results = self._process(monitor, windows, [actor for _, actor in owners])
+        results = self._process_journaled(monitor, journal, windows,
+                                          [actor for _, actor in owners])  # fmt: skip
         return _outcomes(marks, results)
+
+    def replay(self, asset: str, records: Sequence[JournalRecord]) -> list[WindowResult]:
+        """Append journaled rows (validated when they first arrived) to a resumed stream,
+        in order from its current row, and score the windows they complete; the journal is
+        not written (the rows are already in it)."""
+        monitor = self._asset(asset)
+        owners: list[str] = []
+        windows: list[tuple[np.ndarray, dict[str, Any]]] = []
+        for record in records:
+            if record.start_row != monitor.rows_seen:
+                raise InputError("journal", f"rows start at stream row {record.start_row}, "
+                                 f"the stream is at {monitor.rows_seen}", asset)  # fmt: skip
+            if record.rows.shape[1] != monitor.baseline.dimension:
+                raise InputError("journal", f"rows of dimension {record.rows.shape[1]}, the "
+                                 f"baseline's is {monitor.baseline.dimension}", asset)  # fmt: skip
+            if monitor.policy.by_time and record.times is None:
+                raise InputError("journal", "rows without times for a time-window asset", asset)
+            monitor.add(record.rows, record.times if monitor.policy.by_time else None)
+            ready = monitor.ready_windows()
+            windows += ready
+            owners += [record.actor or self.actor] * len(ready)
+        return self._process(monitor, windows, owners)
 
     def flush(self, asset: str) -> list[WindowResult]:
         """Close an asset's open time window (end of input); count windows need no flush."""
@@ -518,6 +563,20 @@ class Monitor:
         finally:  # windows already scored reach the series even if a listener or append fails
             if self.series is not None:
                 self.series.write(results)
+        return results
+
+    def _process_journaled(self, monitor: AssetMonitor, journal, windows,
+                           actors: Sequence[str]) -> list[WindowResult]:  # fmt: skip
+        """:meth:`_process`, then the journal's records of this call made durable (before
+        any caller is answered), compacted to the rows after the last window on success."""
+        if journal is None:
+            return self._process(monitor, windows, actors)
+        try:
+            results = self._process(monitor, windows, actors)
+        except BaseException:
+            journal.commit()  # the rows are in the stream either way
+            raise
+        journal.commit(keep_from=monitor.last_window_end)
         return results
 
     def _record(

@@ -17,6 +17,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,6 +36,7 @@ from .._generated.lineage_audit.v1 import (
     scoring_pb2,
     scoring_pb2_grpc,
 )
+from ..divergence.journal import JOURNAL_DIR, RowJournal
 from ..divergence.monitor import Monitor, WindowPolicy
 from ..divergence.series import SeriesWriter
 from ..ledger import Ledger
@@ -51,7 +53,7 @@ from .incident_side import IncidentSide, start_incidents
 from .ledger_service import add_ledger_service
 from .lineage_rpc import LineageServicer
 from .metrics import ServerMetrics
-from .resume import restore_baselines, resume_streams
+from .resume import replay_journals, restore_baselines, resume_streams
 from .scoring import ScoringServicer
 
 __all__ = ["Running", "ServerThread", "build_monitor", "build_server", "serve"]
@@ -76,8 +78,12 @@ def build_monitor(
 ) -> Monitor:
     """A monitor with every configured asset class and its baseline (loaded and verified)."""
     registry = registry or BaselineRegistry()
-    series = SeriesWriter(config.series_dir) if config.series_dir is not None else None
-    monitor = Monitor(ledger=ledger, actor=config.actor, series=series, listeners=listeners)
+    series = journal = None
+    if config.series_dir is not None:
+        series = SeriesWriter(config.series_dir)
+        journal = RowJournal(Path(config.series_dir) / JOURNAL_DIR)
+    monitor = Monitor(ledger=ledger, actor=config.actor, series=series, listeners=listeners,
+                      journal=journal)  # fmt: skip
     for name, asset in config.assets.items():
         baseline = registry.load(asset.baseline, name)
         for candidate in asset.candidates:
@@ -140,12 +146,17 @@ class Running:
             if asset.policy.by_time:
                 self.monitor.flush(name)
         if self.run_action is not None:
+            # Rows of incomplete windows stay in the journal for the next start; without a
+            # series directory there is no journal and they are dropped.
+            pending = "journaled_rows" if self.monitor.journal is not None else "dropped_rows"
             self.run_action.result = {
                 name: {"rows": a.rows_seen, "windows": a.windows, "level": a.alerts.level.value,
-                       "dropped_rows": a.pending_rows}
+                       pending: a.pending_rows}
                 for name, a in self.monitor.assets.items()
             }  # fmt: skip
             self.run_action.__exit__(None, None, None)
+        if self.monitor.journal is not None:
+            self.monitor.journal.close()
 
 
 async def build_server(
@@ -170,6 +181,8 @@ async def build_server(
             print(f"warning: asset {name!r}: baseline {item['version']} was active before the "
                   f"restart but is {item['why']}; using the config's", file=sys.stderr)  # fmt: skip
     resumed = resume_streams(monitor, config.series_dir)
+    for name, item in replay_journals(monitor).items():
+        resumed.setdefault(name, {}).update(journal=item)
     auth = Authenticator(config.auth, tls=config.tls)
     executor = ThreadPoolExecutor(config.workers, thread_name_prefix="lineage-audit-engine")
     settings = BatchSettings(

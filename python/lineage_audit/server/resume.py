@@ -10,8 +10,11 @@ config's baseline stays and the start line says so.
 The per-window series is the durable record of the stream (each part file is written whole or
 not at all), so a restarted server continues from its last window: the window index, the
 stream row after that window and the alert level (a latched halt stays latched across a
-crash). Rows of a window that was not complete when the server stopped are not in the series
-and are not replayed; the ``server.run`` outcome (graceful stop) counts them as dropped.
+crash). Rows acknowledged after that window are in the row journal (``_journal`` in the
+series directory, :mod:`..divergence.journal`): they are replayed into the stream, in order
+and with the actor that sent them, and any window they complete is scored then. Journaled
+rows that do not follow on from the stream (a gap, another dimension) are not replayed and
+are reported in the ``server.run`` intent.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..divergence.journal import JournalRecord
 from ..divergence.monitor import Monitor
 from ..divergence.rules import Level
 from ..divergence.series import read_series
 
-__all__ = ["restore_baselines", "resume_streams"]
+__all__ = ["replay_journals", "restore_baselines", "resume_streams"]
 
 
 def _activated(ledger: Any) -> dict[str, str]:
@@ -82,3 +86,52 @@ def resume_streams(monitor: Monitor, series_dir: Path | None) -> dict[str, Any]:
         resumed[name] = {"windows": asset.windows, "stream_row": asset.rows_seen,
                          "level": row["level"]}  # fmt: skip
     return resumed
+
+
+def replay_journals(monitor: Monitor) -> dict[str, Any]:
+    """Replay each asset's journaled rows past its resumed stream position (after
+    :func:`resume_streams`); returns, by asset, what was replayed or left out. The journal
+    is then rewritten to hold exactly the rows still pending."""
+    if monitor.journal is None:
+        return {}
+    replayed: dict[str, Any] = {}
+    for name, asset in monitor.assets.items():
+        journal = monitor.journal.stream(name)
+        contents = journal.read()
+        if contents.cut > asset.rows_seen:
+            asset.skip_to(contents.cut)  # rows a baseline switch dropped
+        records, left_out = _follow_on(contents.records, asset.rows_seen,
+                                       asset.baseline.dimension)  # fmt: skip
+        windows = monitor.replay(name, records)
+        journal.rewrite(asset.last_window_end)
+        replayed[name] = {
+            "replayed_rows": sum(len(r.rows) for r in records),
+            "windows_completed": len(windows),
+            "stream_row": asset.rows_seen,
+            "torn_bytes": contents.torn_bytes,
+            **({"left_out": left_out} if left_out else {}),
+        }
+    return replayed
+
+
+def _follow_on(
+    records: list[JournalRecord], row: int, dimension: int
+) -> tuple[list[JournalRecord], dict[str, Any] | None]:
+    """The records' rows from stream row ``row`` on while they continue the stream without a
+    gap and have the baseline's dimension; and what was left out, if anything."""
+    out: list[JournalRecord] = []
+    for index, record in enumerate(records):
+        part = record.since(row)
+        if part is None:
+            continue
+        why = None
+        if part.start_row != row:
+            why = f"gap: the stream is at row {row}, the journal continues at {part.start_row}"
+        elif part.rows.shape[1] != dimension:
+            why = f"dimension {part.rows.shape[1]}, the baseline's is {dimension}"
+        if why is not None:
+            rest = records[index:]
+            return out, {"why": why, "rows": sum(len(r.rows) for r in rest)}
+        out.append(part)
+        row = part.end_row
+    return out, None
