@@ -130,6 +130,19 @@ EXPECTED = {
             "ratio_browser_vs_rust_one_thread",
         },
     ),
+    "bench_stream_journal.py": (
+        "stream_journal",
+        {
+            "dimension",
+            "batch_rows",
+            "reference_rows",
+            "fdatasync_4k_us",
+            "fdatasync_append_4k_us",
+            "write_mb_per_s",
+            "filesystem",
+            "cases",
+        },
+    ),
     "bench_attribution.py": (
         "attribution",
         {
