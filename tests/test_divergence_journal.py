@@ -7,7 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from lineage_audit.divergence import load_baseline
-from lineage_audit.divergence.journal import JOURNAL_DIR, JournalError, RowJournal
+from lineage_audit.divergence.journal import (
+    JOURNAL_DIR,
+    AssetJournal,
+    JournalError,
+    RowJournal,
+)
 from lineage_audit.divergence.monitor import Monitor, WindowPolicy
 from lineage_audit.divergence.series import SeriesWriter, read_series
 from lineage_audit.server.resume import replay_journals, resume_streams
@@ -65,6 +70,46 @@ def test_a_torn_last_record_is_dropped_and_the_file_stays_usable(tmp_path) -> No
     with journal.path.open("ab") as handle:
         handle.write(b"\0" * 4096)
     assert len(journal.read().records) == 2 and journal.path.stat().st_size < 4096 + whole * 2
+
+
+class FailingWrites:
+    """A journal file whose next ``writelines`` writes part of its data, then fails as a
+    full disk does."""
+
+    def __init__(self, handle, fail: list[bool]) -> None:
+        self.handle, self.fail = handle, fail
+
+    def writelines(self, records) -> None:
+        if self.fail[0]:
+            self.fail[0] = False
+            self.handle.write(b"".join(records)[:100])
+            self.handle.flush()
+            raise OSError(28, "No space left on device")
+        self.handle.writelines(records)
+
+    def __getattr__(self, name: str):
+        return getattr(self.handle, name)
+
+
+def test_a_failed_write_leaves_no_garbage_and_is_retried(tmp_path, monkeypatch) -> None:
+    """A write that fails halfway (disk full) is cut off again and its records kept for the
+    next commit: the file never holds garbage before later records, nothing is lost."""
+    journal = RowJournal(tmp_path).stream("news")
+    journal.add(0, _rows(1, 4), None, "a")
+    journal.commit()
+    size = journal.path.stat().st_size
+    fail = [True]
+    handle = journal._handle
+    monkeypatch.setattr(journal, "_handle", lambda: FailingWrites(handle(), fail))
+    journal.add(4, _rows(2, 4), None, "b")
+    with pytest.raises(OSError, match="No space left"):
+        journal.commit()
+    assert journal.path.stat().st_size == size  # the half-written part is gone
+    journal.add(8, _rows(3, 4), None, "c")
+    journal.commit()  # space again: the kept record first, then the new one
+    contents = RowJournal(tmp_path).stream("news").read()
+    assert [(r.start_row, r.actor) for r in contents.records] == [(0, "a"), (4, "b"), (8, "c")]
+    np.testing.assert_array_equal(contents.records[1].rows, _rows(2, 4))
 
 
 def test_damage_before_the_end_is_refused_and_the_file_left_alone(tmp_path) -> None:
@@ -203,3 +248,24 @@ def test_journaled_rows_that_do_not_follow_on_are_reported_not_replayed(tmp_path
     assert replayed["news"]["left_out"]["rows"] == 5
     assert "gap" in replayed["news"]["left_out"]["why"]
     assert again.assets["news"].rows_seen == 0
+
+
+def test_count_window_rows_are_not_replayed_into_time_windows(tmp_path, baseline) -> None:
+    """The asset's config changed from count to time windows across the restart: rows
+    journaled without times are reported, not replayed."""
+    monitor = _monitor(tmp_path, baseline)
+    monitor.observe("news", clean_rows(np.random.default_rng(5), 10), encoder_id=ENCODER)
+    again, replayed = _restart(tmp_path, baseline, policy=WindowPolicy(N, duration_ns=1_000))
+    assert replayed["news"]["replayed_rows"] == 0
+    left_out = replayed["news"]["left_out"]
+    assert left_out["why"] == "rows without times, the asset now uses time windows"
+    assert left_out["rows"] == 10
+    assert again.assets["news"].rows_seen == 0
+    # The rows are kept aside, not deleted; the journal itself starts clean, so rows that
+    # arrive now are replayed after the next restart.
+    kept = again.journal.stream("news").path.with_name(left_out["kept_in"])
+    assert [len(r.rows) for r in AssetJournal(kept, 1 << 20).read().records] == [10]
+    times = np.arange(3, dtype=np.int64)
+    again.observe("news", clean_rows(np.random.default_rng(6), 3), times, encoder_id=ENCODER)
+    _, replayed = _restart(tmp_path, baseline, policy=WindowPolicy(N, duration_ns=1_000))
+    assert replayed["news"]["replayed_rows"] == 3 and "left_out" not in replayed["news"]

@@ -135,19 +135,28 @@ class AssetJournal:
         the file has grown past ``compact_bytes``, rewrite it with the rows from
         ``keep_from`` on."""
         if self._pending:
-            records, self._pending = self._pending, []
             handle = self._handle()
-            handle.writelines(records)  # no joined copy of a coalesced call's rows
-            handle.flush()
-            os.fdatasync(handle.fileno())
+            end = handle.tell()
+            try:
+                handle.writelines(self._pending)  # no joined copy of a coalesced call's rows
+                handle.flush()
+                os.fdatasync(handle.fileno())
+            except BaseException:
+                # E.g. a full disk: cut off what was half written and keep the records for
+                # the next commit, so the file never has a gap or garbage in its middle.
+                self._truncate(end)
+                raise
+            self._pending = []
         if keep_from is not None and self._file is not None and self._size() > self.compact_bytes:
             self.rewrite(keep_from)
 
-    def rewrite(self, keep_from: int) -> None:
-        """Replace the file with its rows from stream row ``keep_from`` on (and a cut at
-        ``keep_from``), atomically: temp file, fsync, rename, fsync of the directory."""
+    def rewrite(self, keep_from: int, records: list[JournalRecord] | None = None) -> None:
+        """Replace the file with its rows (or ``records``) from stream row ``keep_from`` on,
+        and a cut at ``keep_from``, atomically: temp file, fsync, rename, fsync of the
+        directory."""
         contents = self.read()
-        kept = [r for r in (rec.since(keep_from) for rec in contents.records) if r is not None]
+        source = contents.records if records is None else records
+        kept = [r for r in (rec.since(keep_from) for rec in source) if r is not None]
         staging = self.path.with_name(f".{self.path.name}.tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with staging.open("wb") as out:
@@ -172,6 +181,24 @@ class AssetJournal:
             self._file = self.path.open("ab")
         return self._file
 
+    def set_aside(self) -> Path:
+        """Keep a copy of the file as it is (rows that will not be replayed), named with the
+        time; returns its path."""
+        import shutil
+        import time
+
+        copy = self.path.with_name(f"{self.path.name}.left-out-{time.time_ns()}")
+        shutil.copyfile(self.path, copy)
+        with copy.open("rb") as handle:
+            os.fsync(handle.fileno())
+        return copy
+
+    def _truncate(self, size: int) -> None:
+        self.close()
+        with self.path.open("r+b") as handle:
+            handle.truncate(size)
+            os.fsync(handle.fileno())
+
     def _size(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
 
@@ -189,10 +216,7 @@ class AssetJournal:
         while at < len(blob):
             end = self._record_end(blob, at)
             if end is None:  # torn: the last write of a crashed process
-                self.close()
-                with self.path.open("r+b") as handle:
-                    handle.truncate(at)
-                    os.fsync(handle.fileno())
+                self._truncate(at)
                 return JournalContents(records, cut, len(blob) - at)
             head_len = HEADER.unpack_from(blob, at)[1]
             body = at + HEADER.size

@@ -13,8 +13,9 @@ stream row after that window and the alert level (a latched halt stays latched a
 crash). Rows acknowledged after that window are in the row journal (``_journal`` in the
 series directory, :mod:`..divergence.journal`): they are replayed into the stream, in order
 and with the actor that sent them, and any window they complete is scored then. Journaled
-rows that do not follow on from the stream (a gap, another dimension) are not replayed and
-are reported in the ``server.run`` intent.
+rows that do not follow on from the stream (a gap, another dimension, no times for time
+windows) are not replayed: they are reported in the ``server.run`` intent and the journal
+file as it was is kept beside the new one (``<asset>.journal.left-out-<ns>``).
 """
 
 from __future__ import annotations
@@ -101,9 +102,11 @@ def replay_journals(monitor: Monitor) -> dict[str, Any]:
         if contents.cut > asset.rows_seen:
             asset.skip_to(contents.cut)  # rows a baseline switch dropped
         records, left_out = _follow_on(contents.records, asset.rows_seen,
-                                       asset.baseline.dimension)  # fmt: skip
+                                       asset.baseline.dimension, asset.policy.by_time)  # fmt: skip
+        if left_out:  # nothing is deleted: the file as it was stays beside the journal
+            left_out["kept_in"] = journal.set_aside().name
         windows = monitor.replay(name, records)
-        journal.rewrite(asset.last_window_end)
+        journal.rewrite(asset.last_window_end, records)
         replayed[name] = {
             "replayed_rows": sum(len(r.rows) for r in records),
             "windows_completed": len(windows),
@@ -115,10 +118,10 @@ def replay_journals(monitor: Monitor) -> dict[str, Any]:
 
 
 def _follow_on(
-    records: list[JournalRecord], row: int, dimension: int
+    records: list[JournalRecord], row: int, dimension: int, by_time: bool
 ) -> tuple[list[JournalRecord], dict[str, Any] | None]:
     """The records' rows from stream row ``row`` on while they continue the stream without a
-    gap and have the baseline's dimension; and what was left out, if anything."""
+    gap, have the baseline's dimension and (time windows) times; and what was left out."""
     out: list[JournalRecord] = []
     for index, record in enumerate(records):
         part = record.since(row)
@@ -129,6 +132,8 @@ def _follow_on(
             why = f"gap: the stream is at row {row}, the journal continues at {part.start_row}"
         elif part.rows.shape[1] != dimension:
             why = f"dimension {part.rows.shape[1]}, the baseline's is {dimension}"
+        elif by_time and part.times is None:
+            why = "rows without times, the asset now uses time windows"
         if why is not None:
             rest = records[index:]
             return out, {"why": why, "rows": sum(len(r.rows) for r in rest)}
