@@ -269,3 +269,42 @@ def test_count_window_rows_are_not_replayed_into_time_windows(tmp_path, baseline
     again.observe("news", clean_rows(np.random.default_rng(6), 3), times, encoder_id=ENCODER)
     _, replayed = _restart(tmp_path, baseline, policy=WindowPolicy(N, duration_ns=1_000))
     assert replayed["news"]["replayed_rows"] == 3 and "left_out" not in replayed["news"]
+
+
+WRITER = """
+import sys
+import numpy as np
+from lineage_audit.divergence.journal import RowJournal
+
+journal = RowJournal(sys.argv[1]).stream("news")
+rows = np.ones((512, 256), dtype=np.float32)
+start = 0
+while True:
+    for _ in range(4):
+        journal.add(start, rows * start, None, "writer")
+        start += len(rows)
+    journal.commit()
+"""
+
+
+def test_a_writer_killed_mid_append_leaves_whole_records(tmp_path) -> None:
+    """SIGKILL a process appending 2 MB commits as fast as it can: what is on disk reads
+    back as whole records, contiguous from row 0, each with its own rows."""
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
+    path = RowJournal(tmp_path).stream("news").path
+    deadline = time.monotonic() + 60
+    while (not path.exists() or path.stat().st_size < 16 << 20) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.kill()
+    child.wait()
+    contents = RowJournal(tmp_path).stream("news").read()
+    assert len(contents.records) >= 8
+    for index, record in enumerate(contents.records):
+        assert record.start_row == index * 512
+        assert record.rows.shape == (512, 256)
+        assert float(record.rows[0, 0]) == record.start_row and record.actor == "writer"
+    print(f"\n{len(contents.records)} whole records, torn tail {contents.torn_bytes} bytes")
