@@ -136,19 +136,53 @@ class AssetMonitor:
         self._offset = 0  # stream row index of self._rows[0]
         self._next_start = 0  # count windows: stream row where the next window starts
         self._window_start_ns: int | None = None  # time windows: start of the next window
+        self.resumed_next_start: int | None = None  # where a restarted stream's window began
         self._last_time: int | None = None
         self.windows = 0
         self.last_window_end = 0  # stream row after the last window scored
         self.options = {"backend": backend, "device": device, "block_rows": block_rows}
 
-    def resume(self, *, windows: int, stream_row: int, level: Level) -> None:
+    def resume(
+        self, *, windows: int, stream_row: int, level: Level, next_start: int | None = None,
+        window_start_ns: int | None = None,
+    ) -> None:  # fmt: skip
         """Continue a stream recorded earlier (a restart): next window index, stream position
-        after the last window, and the alert level then. Only before any row is added."""
+        after the last window, and the alert level then; where the next window starts (count
+        windows: ``next_start``, the last one's start plus the stride; time windows:
+        ``window_start_ns``). Only before any row is added.
+
+        A next window that starts before ``stream_row`` (overlapping windows) needs the rows
+        it shares with the last one: :meth:`rewind` takes them again (from the row journal);
+        until then the stream continues at ``stream_row`` and the next window starts there."""
         if self.rows_seen or self.windows:
             raise InputError("resume", "the stream has already started", self.rows_seen)
         self.windows = windows
         self._offset = self._next_start = self.last_window_end = stream_row
+        if next_start is not None and next_start > stream_row:  # stride > size: a gap
+            self._next_start = next_start
+        self.resumed_next_start = next_start
+        self._window_start_ns = window_start_ns
         self.alerts.level = level
+
+    def rewind(self, stream_row: int) -> None:
+        """Take the stream again from ``stream_row``, before the resumed position: the rows
+        an overlapping next window shares with the last one, replayed from the row journal.
+        Only right after :meth:`resume`, with no rows buffered."""
+        if len(self._rows) or not 0 <= stream_row <= self.rows_seen:
+            raise InputError("rewind", f"the stream has rows up to {self.rows_seen}", stream_row)
+        self._offset = stream_row
+        if not self.policy.by_time:
+            self._next_start = stream_row
+
+    @property
+    def next_window_start_ns(self) -> int | None:
+        """Time windows: when the next window starts (None until the first row)."""
+        return self._window_start_ns
+
+    @property
+    def first_needed_row(self) -> int:
+        """The first stream row a later window may still use (rows before it never are)."""
+        return self._offset
 
     def skip_to(self, stream_row: int) -> None:
         """Continue the stream at ``stream_row`` (after rows that were dropped, e.g. by a
@@ -156,6 +190,7 @@ class AssetMonitor:
         if len(self._rows) or stream_row < self.rows_seen:
             raise InputError("skip_to", f"the stream has rows up to {self.rows_seen}", stream_row)
         self._offset = self._next_start = self.last_window_end = stream_row
+        self.resumed_next_start = None
 
     def successor(self, baseline: Baseline) -> AssetMonitor:
         """A monitor of the same asset on another baseline, continuing this one's stream: the
@@ -568,7 +603,7 @@ class Monitor:
     def _process_journaled(self, monitor: AssetMonitor, journal, windows,
                            actors: Sequence[str]) -> list[WindowResult]:  # fmt: skip
         """:meth:`_process`, then the journal's records of this call made durable (before
-        any caller is answered), compacted to the rows after the last window on success."""
+        any caller is answered), compacted on success to the rows a later window may use."""
         if journal is None:
             return self._process(monitor, windows, actors)
         try:
@@ -576,7 +611,7 @@ class Monitor:
         except BaseException:
             journal.commit()  # the rows are in the stream either way
             raise
-        journal.commit(keep_from=monitor.last_window_end)
+        journal.commit(keep_from=monitor.first_needed_row)
         return results
 
     def _record(

@@ -10,9 +10,11 @@ config's baseline stays and the start line says so.
 The per-window series is the durable record of the stream (each part file is written whole or
 not at all), so a restarted server continues from its last window: the window index, the
 stream row after that window and the alert level (a latched halt stays latched across a
-crash). Rows acknowledged after that window are in the row journal (``_journal`` in the
-series directory, :mod:`..divergence.journal`): they are replayed into the stream, in order
-and with the actor that sent them, and any window they complete is scored then. Journaled
+crash), and where the next window starts (the last one's start plus the stride). Rows
+acknowledged after that window are in the row journal (``_journal`` in the series
+directory, :mod:`..divergence.journal`): they are replayed into the stream, in order and
+with the actor that sent them, and any window they complete is scored then. When windows
+overlap, the rows the next window shares with the last are replayed too. Journaled
 rows that do not follow on from the stream (a gap, another dimension, no times for time
 windows) are not replayed: they are reported in the ``server.run`` intent and the journal
 file as it was is kept beside the new one (``<asset>.journal.left-out-<ns>``).
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..divergence.journal import JournalRecord
 from ..divergence.monitor import Monitor
@@ -73,7 +77,8 @@ def resume_streams(monitor: Monitor, series_dir: Path | None) -> dict[str, Any]:
     if table.num_rows == 0:
         return {}
     last: dict[str, dict[str, Any]] = {}
-    for row in table.select(["asset", "window", "end_row", "level"]).to_pylist():
+    columns = ["asset", "window", "start_row", "end_row", "start_time_ns", "level"]
+    for row in table.select(columns).to_pylist():
         seen = last.get(row["asset"])
         if seen is None or row["window"] > seen["window"]:
             last[row["asset"]] = row
@@ -82,8 +87,13 @@ def resume_streams(monitor: Monitor, series_dir: Path | None) -> dict[str, Any]:
         asset = monitor.assets.get(name)
         if asset is None:
             continue
-        asset.resume(windows=row["window"] + 1, stream_row=row["end_row"],
-                     level=Level(row["level"]))  # fmt: skip
+        policy, start_ns = asset.policy, row["start_time_ns"]
+        asset.resume(
+            windows=row["window"] + 1, stream_row=row["end_row"], level=Level(row["level"]),
+            next_start=None if policy.by_time else row["start_row"] + policy.row_stride,
+            window_start_ns=(start_ns + policy.time_stride
+                             if policy.by_time and start_ns is not None else None),
+        )  # fmt: skip
         resumed[name] = {"windows": asset.windows, "stream_row": asset.rows_seen,
                          "level": row["level"]}  # fmt: skip
     return resumed
@@ -101,20 +111,52 @@ def replay_journals(monitor: Monitor) -> dict[str, Any]:
         contents = journal.read()
         if contents.cut > asset.rows_seen:
             asset.skip_to(contents.cut)  # rows a baseline switch dropped
+        shared = _shared_rows_from(asset, contents)
+        if shared is not None:  # overlapping windows: take the shared rows again
+            asset.rewind(shared)
         records, left_out = _follow_on(contents.records, asset.rows_seen,
                                        asset.baseline.dimension, asset.policy.by_time)  # fmt: skip
         if left_out:  # nothing is deleted: the file as it was stays beside the journal
             left_out["kept_in"] = journal.set_aside().name
         windows = monitor.replay(name, records)
-        journal.rewrite(asset.last_window_end, records)
+        journal.rewrite(asset.first_needed_row, records)
         replayed[name] = {
             "replayed_rows": sum(len(r.rows) for r in records),
+            "shared_with_last_window": 0 if shared is None else asset.last_window_end - shared,
             "windows_completed": len(windows),
             "stream_row": asset.rows_seen,
             "torn_bytes": contents.torn_bytes,
             **({"left_out": left_out} if left_out else {}),
         }
     return replayed
+
+
+def _shared_rows_from(asset: Any, contents: Any) -> int | None:
+    """Where the next window starts, if that is before the resumed stream position (windows
+    that overlap) and the journal holds every row from there on; else None."""
+    end = asset.rows_seen
+    if asset.policy.by_time:
+        start_ns = asset.next_window_start_ns
+        if start_ns is None:
+            return None
+        later = [
+            record.start_row + int(np.searchsorted(record.times, start_ns))
+            for record in contents.records
+            if record.times is not None and record.start_row < end and record.times[-1] >= start_ns
+        ]
+        start = min(later, default=end)
+    else:
+        start = asset.resumed_next_start
+        if start is None:
+            return None
+    start = max(start, contents.cut)  # never before rows a baseline switch dropped
+    if start >= end:
+        return None
+    row = start
+    for record in contents.records:
+        if record.start_row <= row < record.end_row:
+            row = record.end_row
+    return start if row >= end else None
 
 
 def _follow_on(
