@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..durable import fsync_directory
 from .errors import DivergenceError
 
 __all__ = ["JOURNAL_DIR", "AssetJournal", "JournalError", "JournalRecord", "RowJournal"]
@@ -168,7 +169,7 @@ class AssetJournal:
             os.fsync(out.fileno())
         self.close()
         os.replace(staging, self.path)
-        _fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)
 
     def close(self) -> None:
         if self._file is not None:
@@ -258,14 +259,6 @@ def _valid_end(blob: bytes, at: int) -> int | None:
     if magic != MAGIC or end > len(blob):
         return None
     return end if zlib.crc32(blob[at + HEADER.size : end]) == crc else None
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class RowJournal:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..durable import fsync_directory
 from ..ledger import Ledger
 from ..ledger.records import canonical_json, rfc3339_ns
 from .confidence import ConfidenceInputs
@@ -387,7 +388,7 @@ class AttributionShelf:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        _sync_dir(target.parent)
+        fsync_directory(target.parent)
         return True
 
     def evidence(self, asset_class: str) -> list[dict[str, Any]]:
@@ -421,14 +422,6 @@ def _write_synced(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- ledger: threshold history --------------------------------------------------------------
@@ -585,7 +578,7 @@ class RatingShelf:
             staging = self.path.with_name(f".{self.path.name}.tmp")
             _write_synced(staging, body)
             os.replace(staging, self.path)
-            _sync_dir(self.path.parent)
+            fsync_directory(self.path.parent)
             self._ratings = merged
             return len(merged)
 

@@ -22,6 +22,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa
 
+from ..durable import fsync_directory
 from .codec import b64decode, b64encode
 from .errors import FormatError, KeyFileError
 
@@ -341,19 +342,6 @@ def _write_new_file(directory: Path, filename: str, data: bytes, mode: int, forc
         raise
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_keyring(
     keyring: KeyRing, directory: str | os.PathLike[str], *, force: bool = False
 ) -> None:
@@ -388,7 +376,7 @@ def write_keyring(
         raise
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot write key files ({exc})") from None
-    _fsync_dir(path)
+    fsync_directory(path)
 
 
 def generate_keys(
