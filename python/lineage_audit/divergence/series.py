@@ -1,8 +1,8 @@
 """The per-window time series: Parquet part files in one directory (a pyarrow dataset).
 
-Each flush writes one complete part file (temp file, fsync, rename), so a crash loses at most
-the windows not yet flushed and never leaves a half-written file in the series. Read the
-whole series with ``pyarrow.parquet.read_table(directory)``.
+Each flush writes one complete part file (temp file, fsync, rename, directory fsync), so a
+crash loses at most the windows not yet flushed and never leaves a half-written file in the
+series. Read the whole series with ``pyarrow.parquet.read_table(directory)``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ..durable import fsync_directory
 
 __all__ = ["SERIES_SCHEMA_FIELDS", "SeriesWriter", "WindowResult", "read_series"]
 
@@ -89,6 +91,7 @@ class SeriesWriter:
         with staging.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(staging, final)
+        fsync_directory(self.directory)  # the rename too: the row journal relies on it
         self._parts += 1
         return final
 
