@@ -6,6 +6,9 @@ server process, bounded in time and in requests per case: throughput (embeddings
 latency, errors by status code. In the same run, on the same data and baseline: the
 in-process engine (``AssetMonitor.evaluate``, one window per call, one caller) and the server
 with micro-batching off. The kernel's GFLOP/s is quoted against numpy SGEMM measured here.
+Then the window stream: C in {1, 8} concurrent ``StreamScore`` calls on one asset class
+(windows of one batch), by a server with a ``series_dir`` (each window's part file and the
+row journal synced before the reply: durable) and by one without (in memory).
 
 The load generator is grpc.aio in this process, so it shares the machine's cores with the
 server; the comparison with the in-process engine charges the server for that.
@@ -39,9 +42,10 @@ from lineage_audit.divergence.monitor import AssetMonitor, WindowPolicy
 from lineage_audit.server.process import ServerProcess
 
 FULL = {"dim": 768, "batch": 256, "reference": 20_000, "clients": (1, 8, 32, 128),
-        "seconds": 8.0, "max_requests": 4000, "null_windows": 2000}  # fmt: skip
-QUICK = {"dim": 64, "batch": 64, "reference": 2_000, "clients": (1, 8), "seconds": 0.5,
-         "max_requests": 200, "null_windows": 1000}  # fmt: skip
+        "stream_clients": (1, 8), "seconds": 8.0, "max_requests": 4000,
+        "null_windows": 2000}  # fmt: skip
+QUICK = {"dim": 64, "batch": 64, "reference": 2_000, "clients": (1, 8), "stream_clients": (1, 8),
+         "seconds": 0.5, "max_requests": 200, "null_windows": 1000}  # fmt: skip
 
 
 def _data(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
@@ -123,6 +127,66 @@ def _case(address: str, requests: list, rows: int, clients: int, p: dict) -> dic
     }
 
 
+async def _stream_load(address: str, requests: list, clients: int, seconds: float, limit: int):
+    """``clients`` concurrent ``StreamScore`` calls, each sending batches until ``seconds``
+    pass or ``limit`` replies came in all; returns (replies, errors, elapsed)."""
+    options = [("grpc.max_send_message_length", 64 << 20)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
+        stub = scoring_pb2_grpc.ScoringServiceStub(channel)
+        async for _ in stub.StreamScore(iter(requests[:1]), timeout=120):  # warm-up
+            pass
+        loop = asyncio.get_running_loop()
+        replies = [0]
+        errors: collections.Counter[str] = collections.Counter()
+        stop_at = loop.time() + seconds
+
+        async def caller(k: int) -> None:
+            async def batches():
+                i = 0
+                while loop.time() < stop_at and replies[0] < limit:
+                    yield requests[(i + k) % len(requests)]
+                    i += 1
+
+            try:
+                async for _ in stub.StreamScore(batches(), timeout=120):
+                    replies[0] += 1
+            except grpc.aio.AioRpcError as exc:
+                errors[exc.code().name] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(k) for k in range(clients)))
+        elapsed = time.perf_counter() - started
+    return replies[0], errors, elapsed
+
+
+def _stream_runs(path: Path, batches, p: dict, folder: Path, durable: bool) -> list[dict]:
+    """The window stream over gRPC (windows of one batch): ``durable``, with a series_dir
+    (each window's part file and the row journal synced before the reply), or in memory."""
+    tag = "durable" if durable else "in-memory"
+    series = f'series_dir = "{folder / f"series-{tag}"}"\n' if durable else ""
+    config = folder / f"server-stream-{tag}.toml"
+    config.write_text(
+        f'[server]\nhost = "127.0.0.1"\nport = 0\nhttp_port = -1\nworkers = 2\n{series}\n'
+        f'[assets.bench]\nbaseline = "{path}"\nwindow = {p["batch"]}\n',
+        encoding="utf-8",
+    )
+    requests = [
+        scoring_pb2.ScoreRequest(
+            asset_class="bench", embeddings=encode_embeddings(b, encoder_id="bench-encoder")
+        )
+        for b in batches
+    ]
+    out = []
+    with ServerProcess(config, log=folder / f"server-{tag}.log") as server:
+        for clients in p["stream_clients"]:
+            replies, errors, elapsed = asyncio.run(
+                _stream_load(server.address, requests, clients, p["seconds"], p["max_requests"])
+            )
+            out.append({"clients": clients, "replies": replies, "errors": dict(errors),
+                        "embeddings_per_s": round(replies * p["batch"] / elapsed, 1)})  # fmt: skip
+    return out
+
+
 def _server_runs(path: Path, batches, p: dict, folder: Path, batching: bool) -> list[dict]:
     config = folder / f"server-{'on' if batching else 'off'}.toml"
     config.write_text(
@@ -165,6 +229,8 @@ def main() -> None:
         engine = _in_process(path, batches, max(p["seconds"], 1.0))
         on = _server_runs(path, batches, p, folder, batching=True)
         off = _server_runs(path, batches, p, folder, batching=False)
+        stream_bare = _stream_runs(path, batches, p, folder, durable=False)
+        stream_durable = _stream_runs(path, batches, p, folder, durable=True)
     flops = 2.0 * p["batch"] * (reference + p["batch"]) * p["dim"]  # cross + within terms
     kernel_gflops = flops * engine["embeddings_per_s"] / p["batch"] / 1e9
     pick = 32 if 32 in p["clients"] else p["clients"][-1]
@@ -189,6 +255,13 @@ def main() -> None:
         "ratio_vs_in_process": round(at["embeddings_per_s"] / engine["embeddings_per_s"], 3),
         "ratio_batching_on_vs_off": round(at["embeddings_per_s"] / at_off["embeddings_per_s"], 3),
         "p99_over_p50": round(at["p99_ms"] / at["p50_ms"], 2),
+        "stream_in_memory": stream_bare,
+        "stream_durable": stream_durable,
+        # At the most stream clients: durable (series + row journal synced before each
+        # reply) over in memory (no series_dir), the same server otherwise.
+        "ratio_stream_durable_vs_in_memory": round(
+            stream_durable[-1]["embeddings_per_s"] / stream_bare[-1]["embeddings_per_s"], 3
+        ),
     })  # fmt: skip
 
 

@@ -83,6 +83,9 @@ EXPECTED = {
             "ratio_vs_in_process",
             "ratio_batching_on_vs_off",
             "p99_over_p50",
+            "stream_in_memory",
+            "stream_durable",
+            "ratio_stream_durable_vs_in_memory",
         },
     ),
     "bench_divergence.py": (
