@@ -102,7 +102,7 @@ def resume_streams(monitor: Monitor, series_dir: Path | None) -> dict[str, Any]:
 def replay_journals(monitor: Monitor) -> dict[str, Any]:
     """Replay each asset's journaled rows past its resumed stream position (after
     :func:`resume_streams`); returns, by asset, what was replayed or left out. The journal
-    is then rewritten to hold exactly the rows still pending."""
+    is then rewritten to hold exactly the rows a later window may still use."""
     if monitor.journal is None:
         return {}
     replayed: dict[str, Any] = {}
@@ -152,11 +152,10 @@ def _shared_rows_from(asset: Any, contents: Any) -> int | None:
     start = max(start, contents.cut)  # never before rows a baseline switch dropped
     if start >= end:
         return None
-    row = start
-    for record in contents.records:
-        if record.start_row <= row < record.end_row:
-            row = record.end_row
-    return start if row >= end else None
+    shared, _ = _follow_on(contents.records, start, asset.baseline.dimension,
+                           asset.policy.by_time)  # fmt: skip
+    reached = shared[-1].end_row if shared else start
+    return start if reached >= end else None  # only if every shared row can be replayed
 
 
 def _follow_on(
