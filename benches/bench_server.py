@@ -159,23 +159,33 @@ async def _stream_load(address: str, requests: list, clients: int, seconds: floa
     return replies[0], errors, elapsed
 
 
-def _stream_runs(path: Path, batches, p: dict, folder: Path, durable: bool) -> list[dict]:
-    """The window stream over gRPC (windows of one batch): ``durable``, with a series_dir
-    (each window's part file and the row journal synced before the reply), or in memory."""
-    tag = "durable" if durable else "in-memory"
-    series = f'series_dir = "{folder / f"series-{tag}"}"\n' if durable else ""
-    config = folder / f"server-stream-{tag}.toml"
+def _server_config(folder: Path, name: str, path: Path, p: dict, extra: str) -> Path:
+    """A server TOML serving the baseline as asset class ``bench`` (``extra``: [server] keys)."""
+    config = folder / f"server-{name}.toml"
     config.write_text(
-        f'[server]\nhost = "127.0.0.1"\nport = 0\nhttp_port = -1\nworkers = 2\n{series}\n'
+        f'[server]\nhost = "127.0.0.1"\nport = 0\nhttp_port = -1\nworkers = 2\n{extra}\n'
         f'[assets.bench]\nbaseline = "{path}"\nwindow = {p["batch"]}\n',
         encoding="utf-8",
     )
-    requests = [
+    return config
+
+
+def _requests(batches) -> list:
+    return [
         scoring_pb2.ScoreRequest(
             asset_class="bench", embeddings=encode_embeddings(b, encoder_id="bench-encoder")
         )
         for b in batches
     ]
+
+
+def _stream_runs(path: Path, batches, p: dict, folder: Path, durable: bool) -> list[dict]:
+    """The window stream over gRPC (windows of one batch): ``durable``, with a series_dir
+    (each window's part file and the row journal synced before the reply), or in memory."""
+    tag = "durable" if durable else "in-memory"
+    series = f'series_dir = "{folder / f"series-{tag}"}"\n' if durable else ""
+    config = _server_config(folder, f"stream-{tag}", path, p, series)
+    requests = _requests(batches)
     out = []
     with ServerProcess(config, log=folder / f"server-{tag}.log") as server:
         for clients in p["stream_clients"]:
@@ -188,19 +198,9 @@ def _stream_runs(path: Path, batches, p: dict, folder: Path, durable: bool) -> l
 
 
 def _server_runs(path: Path, batches, p: dict, folder: Path, batching: bool) -> list[dict]:
-    config = folder / f"server-{'on' if batching else 'off'}.toml"
-    config.write_text(
-        f'[server]\nhost = "127.0.0.1"\nport = 0\nhttp_port = -1\nworkers = 2\n'
-        f"batching = {'true' if batching else 'false'}\n\n"
-        f'[assets.bench]\nbaseline = "{path}"\nwindow = {p["batch"]}\n',
-        encoding="utf-8",
-    )
-    requests = [
-        scoring_pb2.ScoreRequest(
-            asset_class="bench", embeddings=encode_embeddings(b, encoder_id="bench-encoder")
-        )
-        for b in batches
-    ]
+    name = "on" if batching else "off"
+    config = _server_config(folder, name, path, p, f"batching = {str(batching).lower()}\n")
+    requests = _requests(batches)
     with ServerProcess(config, log=folder / "server.log") as server:
         return [_case(server.address, requests, p["batch"], c, p) for c in p["clients"]]
 
