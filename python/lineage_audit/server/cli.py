@@ -16,7 +16,7 @@ Precedence, highest first: flags, environment (``LINEAGE_AUDIT_HOST``, ``LINEAGE
     max_batch_wait_ms = 2.0   # how long the first call waits for company
     max_queue_rows = 65536    # rows waiting per asset; beyond: RESOURCE_EXHAUSTED
     grace_seconds = 5.0       # in-flight calls get this long on SIGTERM/SIGINT
-    series_dir = "series"     # per-window Parquet series; restarts resume from it
+    series_dir = "series"     # per-window Parquet series + row journal; restarts resume from them
     actor = "lineage-audit-server"
 
     [ledger]                  # the audit ledger (alerts, baseline switches, server runs)

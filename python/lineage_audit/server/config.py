@@ -50,7 +50,7 @@ class ServerConfig:
     # HTTP side: /metrics, /healthz, /readyz. http_port -1 disables it, 0 = any free port.
     http_host: str | None = None  # default: host
     http_port: int = DEFAULT_HTTP_PORT
-    series_dir: Path | None = None  # per-window Parquet series (one sub-folder per asset)
+    series_dir: Path | None = None  # window series + row journal (_journal/); see resume.py
     lineage_db: Path | None = None  # the [lineage] table: OpenLineage event store (Tier 2)
     incidents_db: Path | None = None  # the [incidents] table: incident store (Tier 5) and
     incidents_policy: Path | None = None  # its policy TOML (both or neither)
