@@ -449,3 +449,16 @@ def test_reference_model_difference(tiny) -> None:
         score_texts(target, tiny.members[:1], config)
     with pytest.raises(InputError, match="reference_scorer: is 'gpt2@sha256:"):
         score_texts(target, tiny.members[:1], config, reference_scorer=target)
+
+
+def test_statistics_are_the_same_bits_whatever_the_chunk(tiny, monkeypatch) -> None:
+    """A row's log p, mu and sigma do not depend on which chunk of staged rows it was
+    processed in (chunks of 7 rows split batches at odd places)."""
+    scorer = TransformersScorer(tiny.model, tiny.tokenizer, device="cpu", batch_size=5)
+    texts = [*tiny.members[:8], *tiny.nonmembers[:8]]
+    default = scorer.token_logprobs(texts)
+    monkeypatch.setattr(local, "STATS_ROWS", 7)
+    small = scorer.token_logprobs(texts)
+    for a, b in zip(default, small, strict=True):
+        for name in ("logprobs", "mu", "sigma"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
