@@ -41,7 +41,7 @@ def test_records_round_trip_with_times_actor_and_cuts(tmp_path) -> None:
     assert (first.start_row, first.times, first.actor) == (0, None, "token:a")
     assert second.start_row == 5 and second.actor is None
     np.testing.assert_array_equal(second.times, [0, 10, 20])
-    assert list(RowJournal(tmp_path).assets()) == ["news/eu"]
+    assert [p.name for p in tmp_path.iterdir()] == ["news%2Feu.journal"]  # one file, quoted
 
 
 def test_a_torn_last_record_is_dropped_and_the_file_stays_usable(tmp_path) -> None:

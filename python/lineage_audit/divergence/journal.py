@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import threading
+import time
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -34,7 +35,14 @@ import numpy as np
 from ..durable import fsync_directory
 from .errors import DivergenceError
 
-__all__ = ["JOURNAL_DIR", "AssetJournal", "JournalError", "JournalRecord", "RowJournal"]
+__all__ = [
+    "JOURNAL_DIR",
+    "AssetJournal",
+    "JournalError",
+    "JournalRecord",
+    "RowJournal",
+    "why_not_following",
+]
 
 # The journal's directory inside a series directory: a leading "_" keeps pyarrow's dataset
 # discovery (``pyarrow.parquet.read_table(series_dir)``) away from it.
@@ -72,6 +80,18 @@ class JournalRecord:
         skip = row - self.start_row
         times = None if self.times is None else self.times[skip:]
         return JournalRecord(row, self.rows[skip:], times, self.actor)
+
+
+def why_not_following(record: JournalRecord, row: int, dimension: int, by_time: bool) -> str | None:
+    """Why ``record`` cannot be appended to a stream at stream row ``row`` whose baseline has
+    ``dimension`` (and uses time windows: ``by_time``), or None if it can."""
+    if record.start_row != row:
+        return f"gap: the stream is at row {row}, the journal continues at {record.start_row}"
+    if record.rows.shape[1] != dimension:
+        return f"dimension {record.rows.shape[1]}, the baseline's is {dimension}"
+    if by_time and record.times is None:
+        return "rows without times, the asset now uses time windows"
+    return None
 
 
 @dataclass(frozen=True)
@@ -148,20 +168,26 @@ class AssetJournal:
                 self._truncate(end)
                 raise
             self._pending = []
-        if keep_from is not None and self._file is not None and self._size() > self.compact_bytes:
+        if keep_from is None or self._file is None:
+            return
+        if self._file.tell() > self.compact_bytes:  # the append position is the file size
             self.rewrite(keep_from)
 
-    def rewrite(self, keep_from: int, records: list[JournalRecord] | None = None) -> None:
-        """Replace the file with its rows (or ``records``) from stream row ``keep_from`` on,
-        and a cut at ``keep_from``, atomically: temp file, fsync, rename, fsync of the
-        directory."""
-        contents = self.read()
-        source = contents.records if records is None else records
-        kept = [r for r in (rec.since(keep_from) for rec in source) if r is not None]
+    def rewrite(
+        self, keep_from: int, records: list[JournalRecord] | None = None, cut: int = 0
+    ) -> None:
+        """Replace the file with its rows from stream row ``keep_from`` on and a cut there
+        (or at a higher earlier cut), atomically: temp file, fsync, rename, fsync of the
+        directory. A caller that has just read the file passes its ``records`` and ``cut``
+        instead of having it read again."""
+        if records is None:
+            contents = self.read()
+            records, cut = contents.records, contents.cut
+        kept = [r for r in (rec.since(keep_from) for rec in records) if r is not None]
         staging = self.path.with_name(f".{self.path.name}.tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with staging.open("wb") as out:
-            out.write(_encode("cut", max(keep_from, contents.cut), None, None, None))
+            out.write(_encode("cut", max(keep_from, cut), None, None, None))
             for record in kept:
                 out.write(_encode("rows", record.start_row, record.rows, record.times,
                                   record.actor))  # fmt: skip
@@ -185,9 +211,6 @@ class AssetJournal:
     def set_aside(self) -> Path:
         """Keep a copy of the file as it is (rows that will not be replayed), named with the
         time; returns its path."""
-        import shutil
-        import time
-
         copy = self.path.with_name(f"{self.path.name}.left-out-{time.time_ns()}")
         shutil.copyfile(self.path, copy)
         with copy.open("rb") as handle:
@@ -199,9 +222,6 @@ class AssetJournal:
         with self.path.open("r+b") as handle:
             handle.truncate(size)
             os.fsync(handle.fileno())
-
-    def _size(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -277,13 +297,6 @@ class RowJournal:
                 path = self.directory / f"{quote(asset, safe='')}.journal"
                 journal = self._streams[asset] = AssetJournal(path, self.compact_bytes)
             return journal
-
-    def assets(self) -> Iterable[str]:
-        """Asset classes with a journal file on disk."""
-        from urllib.parse import unquote
-
-        return [unquote(p.name.removesuffix(".journal"))
-                for p in sorted(self.directory.glob("*.journal"))]  # fmt: skip
 
     def close(self) -> None:
         with self._lock:

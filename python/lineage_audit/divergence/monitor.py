@@ -26,7 +26,7 @@ from .backends import DEFAULT_BLOCK_ROWS, make_backend
 from .baseline import Baseline
 from .errors import InputError
 from .inputs import prepare_embeddings
-from .journal import JournalRecord, RowJournal
+from .journal import JournalRecord, RowJournal, why_not_following
 from .rules import AlertState, HaltRule, Level, Transition, WatchRule
 from .series import SeriesWriter, WindowResult
 from .statistics import KernelScorer, mean_similarity
@@ -553,14 +553,10 @@ class Monitor:
         owners: list[str] = []
         windows: list[tuple[np.ndarray, dict[str, Any]]] = []
         for record in records:
-            if record.start_row != monitor.rows_seen:
-                raise InputError("journal", f"rows start at stream row {record.start_row}, "
-                                 f"the stream is at {monitor.rows_seen}", asset)  # fmt: skip
-            if record.rows.shape[1] != monitor.baseline.dimension:
-                raise InputError("journal", f"rows of dimension {record.rows.shape[1]}, the "
-                                 f"baseline's is {monitor.baseline.dimension}", asset)  # fmt: skip
-            if monitor.policy.by_time and record.times is None:
-                raise InputError("journal", "rows without times for a time-window asset", asset)
+            why = why_not_following(record, monitor.rows_seen, monitor.baseline.dimension,
+                                    monitor.policy.by_time)  # fmt: skip
+            if why is not None:
+                raise InputError("journal", why, asset)
             monitor.add(record.rows, record.times if monitor.policy.by_time else None)
             ready = monitor.ready_windows()
             windows += ready

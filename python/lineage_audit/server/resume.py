@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..divergence.journal import JournalRecord
+from ..divergence.journal import JournalRecord, why_not_following
 from ..divergence.monitor import Monitor
 from ..divergence.rules import Level
 from ..divergence.series import read_series
@@ -119,7 +119,7 @@ def replay_journals(monitor: Monitor) -> dict[str, Any]:
         if left_out:  # nothing is deleted: the file as it was stays beside the journal
             left_out["kept_in"] = journal.set_aside().name
         windows = monitor.replay(name, records)
-        journal.rewrite(asset.first_needed_row, records)
+        journal.rewrite(asset.first_needed_row, records, contents.cut)  # no second read
         replayed[name] = {
             "replayed_rows": sum(len(r.rows) for r in records),
             "shared_with_last_window": 0 if shared is None else asset.last_window_end - shared,
@@ -168,13 +168,7 @@ def _follow_on(
         part = record.since(row)
         if part is None:
             continue
-        why = None
-        if part.start_row != row:
-            why = f"gap: the stream is at row {row}, the journal continues at {part.start_row}"
-        elif part.rows.shape[1] != dimension:
-            why = f"dimension {part.rows.shape[1]}, the baseline's is {dimension}"
-        elif by_time and part.times is None:
-            why = "rows without times, the asset now uses time windows"
+        why = why_not_following(part, row, dimension, by_time)
         if why is not None:
             rest = records[index:]
             return out, {"why": why, "rows": sum(len(r.rows) for r in rest)}
