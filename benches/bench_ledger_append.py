@@ -91,8 +91,9 @@ def run_writers(ledger: Ledger, seed: int, start: int, count: int, writers: int)
         raise errors[0]
 
 
-def fdatasync_seconds(directory: Path, count: int = 200) -> float:
-    """Mean time of a 4 KiB in-place write + fdatasync in `directory` (after a warm-up)."""
+def fdatasync_seconds(directory: Path, count: int = 200, *, append: bool = False) -> float:
+    """Mean time of a 4 KiB in-place write + fdatasync in `directory` (after a warm-up); with
+    `append`, each write extends the file, so its new size is synced too."""
     path = directory / "fsync-probe.bin"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -102,7 +103,7 @@ def fdatasync_seconds(directory: Path, count: int = 200) -> float:
         os.fsync(fd)
         start = time.perf_counter()
         for i in range(count):
-            os.pwrite(fd, block, (i % 16) * 4096)
+            os.pwrite(fd, block, (16 + i if append else i % 16) * 4096)
             os.fdatasync(fd)
         return (time.perf_counter() - start) / count
     finally:

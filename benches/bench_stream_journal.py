@@ -42,25 +42,6 @@ QUICK = {"dim": 64, "batch": 64, "reference": 2_000, "null_windows": 1000, "call
          "repeats": 1}  # fmt: skip
 
 
-def append_fdatasync_seconds(directory: Path, count: int = 200) -> float:
-    """Mean time of a 4 KiB append + fdatasync (the file grows: its size is synced too)."""
-    path = directory / "append-probe.bin"
-    block = b"\xa5" * 4096
-    with path.open("ab") as handle:
-        for _ in range(16):
-            handle.write(block)
-        handle.flush()
-        os.fsync(handle.fileno())
-        start = time.perf_counter()
-        for _ in range(count):
-            handle.write(block)
-            handle.flush()
-            os.fdatasync(handle.fileno())
-        seconds = (time.perf_counter() - start) / count
-    path.unlink()
-    return seconds
-
-
 def write_bytes_per_second(directory: Path, size: int = 64 << 20) -> float:
     """Sequential write + one fdatasync of ``size`` bytes (the bound for journal bytes)."""
     path = directory / "write-probe.bin"
@@ -135,7 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-journal-", dir=Path.cwd()) as tmp:
         folder = Path(tmp)
         fsync_s = fdatasync_seconds(folder)
-        append_s = append_fdatasync_seconds(folder)
+        append_s = fdatasync_seconds(folder, append=True)
         write_bps = write_bytes_per_second(folder)
         path, _, reference = _fit(folder, p, rng)
         baseline = load_baseline(path)
